@@ -1,0 +1,5 @@
+"""Shared fixtures live in tests/support/*; they are registered here."""
+
+pytest_plugins = [
+    "tests.support.postgres",
+]
