@@ -93,11 +93,15 @@ class Process:
         stop_signal: int = signal.SIGTERM,
         secrets: Iterable[str] = (),
         merge_env: bool = True,
+        env_drop_prefixes: tuple[str, ...] = (),
     ):
         self.argv = [str(a) for a in argv]
         self.secrets = [s for s in secrets if s]
         self.stop_signal = stop_signal
         child_env = dict(os.environ) if merge_env else {}
+        for name in list(child_env):
+            if name.startswith(env_drop_prefixes) and env_drop_prefixes:
+                del child_env[name]
         if env:
             child_env.update(env)
         log.debug("run: %s", mask(" ".join(self.argv), self.secrets))
@@ -158,12 +162,20 @@ def run(
     stop_grace: float = 30.0,
     secrets: Iterable[str] = (),
     on_start: Callable[[Process], None] | None = None,
+    is_progress: Callable[[str, str], bool] | None = None,
+    watch: Callable[[], bool] | None = None,
+    env_drop_prefixes: tuple[str, ...] = (),
 ) -> Result:
     """Run ``argv`` to completion and return its :class:`Result` (any exit code).
 
     Raises :class:`ToolMissing` when the program does not exist, :class:`CommandTimeout`
     when a timeout expired (the child has been stopped), and :class:`Interrupted` when
     drctl was interrupted (the child has been stopped with ``stop_signal``).
+
+    ``idle_timeout`` counts time without progress: by default any output line is progress;
+    ``is_progress(stream, line)`` narrows that (restic prints status lines even when stuck),
+    and ``watch()``, polled about once a second, reports progress seen elsewhere (a restore
+    target growing).
     """
     secrets = [s for s in secrets if s]
     stdin_fd = None
@@ -175,7 +187,13 @@ def run(
         stdin_fd = input_fh.fileno()
     try:
         proc = Process(
-            argv, env=env, cwd=cwd, stdin=stdin_fd, stop_signal=stop_signal, secrets=secrets
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=stdin_fd,
+            stop_signal=stop_signal,
+            secrets=secrets,
+            env_drop_prefixes=env_drop_prefixes,
         )
     finally:
         if input_fh is not None:
@@ -204,11 +222,14 @@ def run(
     sel.register(popen.stdout, selectors.EVENT_READ, "out")
     sel.register(popen.stderr, selectors.EVENT_READ, "err")
     last_output = time.monotonic()
+    last_watch = 0.0
     open_streams = 2
 
     def emit(stream: str, raw: bytes) -> None:
-        nonlocal stderr_count
+        nonlocal stderr_count, last_output
         line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if is_progress is None or is_progress(stream, line):
+            last_output = time.monotonic()
         if stream == "out":
             if capture_stdout:
                 stdout_parts.append(line)
@@ -230,6 +251,10 @@ def run(
             if idle_timeout is not None:
                 waits.append(last_output + idle_timeout - now)
             wait = max(0.0, min(waits))
+            if watch is not None and now - last_watch >= 1.0:
+                last_watch = now
+                if watch():
+                    last_output = now
             if timeout is not None and now - proc.started > timeout:
                 proc.stop(stop_grace)
                 raise CommandTimeout(
@@ -254,7 +279,6 @@ def run(
                         emit(stream, buffers[stream])
                         buffers[stream] = b""
                     continue
-                last_output = time.monotonic()
                 data = buffers[stream] + chunk
                 *lines, rest = data.split(b"\n")
                 buffers[stream] = rest
