@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import random
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -165,9 +166,14 @@ class SampleArchive:
 
 
 def _uid(seed: int, *parts: object) -> str:
-    """A deterministic ``2.25.<integer>`` UID (at most 44 characters)."""
+    """A deterministic ``2.25.<39 digits>`` UID: always 44 characters, so a series model
+    file can take any instance's UID in place of :data:`_SOP_PLACEHOLDER`."""
     text = "/".join(["drctl-sample", str(seed), *map(str, parts)])
-    return "2.25." + str(int(hashlib.sha256(text.encode()).hexdigest()[:32], 16))
+    return "2.25." + str(10**38 + int(hashlib.sha256(text.encode()).hexdigest()[:32], 16))
+
+
+_SOP_PLACEHOLDER = "2.25." + "9" * 39  # above any _uid value
+_NUMBER_PLACEHOLDER = "999999"  # InstanceNumber (IS): 6 characters, even length
 
 
 @cache
@@ -264,6 +270,38 @@ def _patch_study(ds: FileDataset, plan: _StudyPlan) -> None:
             delattr(ds, keyword)
 
 
+@dataclass(frozen=True)
+class _SeriesModel:
+    """A series' Part 10 bytes with placeholders for the SOP Instance UID (File Meta and
+    dataset) and the InstanceNumber element: instances are byte substitutions, ~50x
+    faster than encoding each dataset. Both have fixed lengths, so no length changes."""
+
+    data: bytes
+    number_element: bytes  # the InstanceNumber element (tag, VR, length, value)
+
+    def instance(self, sop_uid: str, number: int) -> bytes:
+        element = self.number_element.replace(
+            _NUMBER_PLACEHOLDER.encode(), f"{number:<6d}"[:6].encode()
+        )
+        data = self.data.replace(self.number_element, element)
+        return data.replace(_SOP_PLACEHOLDER.encode(), sop_uid.encode())
+
+
+def _series_model(ds: FileDataset) -> _SeriesModel:
+    ds.SOPInstanceUID = _SOP_PLACEHOLDER
+    ds.file_meta.MediaStorageSOPInstanceUID = _SOP_PLACEHOLDER
+    ds.InstanceNumber = _NUMBER_PLACEHOLDER
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    data = buffer.getvalue()
+    implicit = ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2"
+    header = b"\x20\x00\x13\x00" + (b"\x06\x00\x00\x00" if implicit else b"IS\x06\x00")
+    element = header + _NUMBER_PLACEHOLDER.encode()
+    if data.count(element) != 1 or data.count(_SOP_PLACEHOLDER.encode()) != 2:
+        raise RuntimeError("sample template encodes its identifiers unexpectedly")
+    return _SeriesModel(data, element)
+
+
 def _write_study(
     plan: _StudyPlan, folder: Path, seed: int, per_series: int
 ) -> Iterator[SampleInstance]:
@@ -274,13 +312,11 @@ def _write_study(
         _patch_study(ds, plan)
         ds.SeriesInstanceUID = _uid(seed, "series", plan.number, series_index)
         ds.SeriesNumber = series_index
+        model = _series_model(ds)
         for instance_index in range(1, per_series + 1):
             sop_uid = _uid(seed, "sop", plan.number, series_index, instance_index)
-            ds.SOPInstanceUID = sop_uid
-            ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-            ds.InstanceNumber = instance_index
             path = folder / f"s{series_index:02d}-i{instance_index:04d}.dcm"
-            ds.save_as(path)
+            path.write_bytes(model.instance(sop_uid, instance_index))
             yield SampleInstance(
                 path=path,
                 study_uid=plan.study_uid,
@@ -349,8 +385,8 @@ def generate(
     Study dates fall in the year after ``start_date``; about ``missing_date_share`` of
     the studies have no StudyDate. Raises ValueError for non-positive sizes.
     """
-    if studies < 0 or series_per_study < 1 or instances_per_series < 1:
-        raise ValueError("studies >= 0, series_per_study >= 1, instances_per_series >= 1")
+    if studies < 0 or series_per_study < 1 or not 1 <= instances_per_series <= 999_999:
+        raise ValueError("need studies >= 0, series_per_study >= 1, 1 <= instances <= 999999")
     root = Path(out_dir)
     numbers = range(first_study_number, first_study_number + studies)
     instances, records = _build(

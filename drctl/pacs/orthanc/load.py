@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydicom.filereader import read_file_meta_info
 
-from drctl.errors import DicomError, DicomRejected, DicomUnreachable
+from drctl.errors import DicomAborted, DicomError, DicomRejected, DicomUnreachable
 from drctl.execute import run
 
 UNCOMPRESSED = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"})
@@ -111,18 +111,34 @@ def storescu_argv(
     return argv + [str(item.path) for item in files]
 
 
-def _raise_for(result_tail: list[str], *, aet: str, host: str, port: int) -> None:
+def _failed_file(text: str) -> str | None:
+    for line in text.splitlines():
+        if "Store Failed, file:" in line:
+            return line.split("file:", 1)[1].strip().rstrip(":")
+    return None
+
+
+def _raise_for(result_tail: list[str], *, aet: str, host: str, port: int, calling: str) -> None:
+    """Turn storescu's stderr into the error that says what went wrong."""
     text = "\n".join(result_tail)
     where = f"{aet}@{host}:{port}"
-    if "Association Request Failed" in text or "Peer aborted Association" in text:
-        raise DicomUnreachable(f"storescu could not associate with {where}", detail=text)
     if "Association Rejected" in text:
-        raise DicomRejected(
-            f"{where} rejected storescu's association",
-            hint="declare the calling AE in the node's DicomModalities",
+        raise DicomRejected(f"{where} rejected the association from {calling}", detail=text)
+    if "Association Request Failed" in text:
+        raise DicomUnreachable(
+            f"storescu could not associate with {where}",
+            hint="check that the node is running and the host/port are right",
             detail=text,
         )
-    raise StoreFailed(f"storescu failed to store files into {where}", detail=text)
+    failed = _failed_file(text)
+    subject = f"storing {failed}" if failed else "storing files"
+    if "Peer aborted Association" in text:
+        raise DicomAborted(
+            f"{where} aborted the association while {subject} (calling AE {calling})",
+            hint=f"check that {calling} is declared in the node's DicomModalities",
+            detail=text,
+        )
+    raise StoreFailed(f"storescu failed {subject} into {where}", detail=text)
 
 
 def store_files(
@@ -138,8 +154,9 @@ def store_files(
     """Send every file of ``paths`` to ``aet@host:port`` and return how many were sent.
 
     Raises :class:`DicomUnreachable` when no association could be made,
-    :class:`DicomRejected` when the node refused it, :class:`StoreFailed` (with the tail
-    of storescu's stderr in ``detail``) when a file was not stored, and
+    :class:`DicomRejected` when the node refused it, :class:`DicomAborted` when the node
+    aborted it (Orthanc does so for a calling AE it does not know), :class:`StoreFailed`
+    when a file was not stored (storescu's stderr tail is in ``detail``), and
     :class:`~drctl.errors.ToolMissing` when storescu is not installed.
     """
     files = [file_syntax(path) for path in paths]
@@ -153,6 +170,6 @@ def store_files(
             )
             result = run(argv, env={"TCP_NODELAY": "1"}, timeout=timeout)
             if result.returncode != 0:
-                _raise_for(result.stderr_tail, aet=aet, host=host, port=port)
+                _raise_for(result.stderr_tail, aet=aet, host=host, port=port, calling=calling_aet)
             sent += len(batch)
     return sent

@@ -27,6 +27,7 @@ from drctl.pacs.orthanc.rest import OrthancRest
 ORTHANC_BINARY = "Orthanc"
 LOG_TAIL_LINES = 30
 POLL_INTERVAL = 0.1
+PROBE_TIMEOUT = 2.0
 
 
 def orthanc_argv(
@@ -76,11 +77,10 @@ class OrthancProcess:
         self.log_path = log_path
         self.argv = argv
         user = next(iter(spec.http_users.items()), None)
-        self.rest = OrthancRest(
-            spec.rest_url,
-            username=user[0] if user else None,
-            password=user[1] if user else None,
-        )
+        credentials = {"username": user[0], "password": user[1]} if user else {}
+        self.rest = OrthancRest(spec.rest_url, **credentials)
+        # Readiness probes must not hang on a port something else holds.
+        self._probe = OrthancRest(spec.rest_url, timeout=PROBE_TIMEOUT, **credentials)
 
     def __repr__(self) -> str:
         return f"OrthancProcess({self.spec.name!r}, pid={self.pid}, {self.spec.rest_url})"
@@ -115,7 +115,7 @@ class OrthancProcess:
         if not port_open(self.spec.host, self.spec.dicom_port, timeout=0.5):
             return False
         try:
-            self.rest.system()
+            self._probe.system()
         except DrctlError:
             return False
         return True
