@@ -153,13 +153,15 @@ def test_storescu_profile_proposes_each_compressed_syntax_as_stored():
     text = association_profile(files)
     contexts = [line for line in text.splitlines() if re.match(r"PresentationContext\d", line)]
     assert contexts == [
-        f"PresentationContext1 = {CT}\\UNCOMPRESSED",
-        f"PresentationContext2 = {SC}\\UNCOMPRESSED",
-        f"PresentationContext3 = {SC}\\TS1",
-        f"PresentationContext4 = {SC}\\TS2",
+        f"PresentationContext1 = {CT}\\TS1",
+        f"PresentationContext2 = {CT}\\UNCOMPRESSED",
+        f"PresentationContext3 = {SC}\\TS2",
+        f"PresentationContext4 = {SC}\\UNCOMPRESSED",
+        f"PresentationContext5 = {SC}\\TS3",
     ]
-    assert f"[TS1]\nTransferSyntax1 = {J2K}" in text
-    assert f"[TS2]\nTransferSyntax1 = {RLE}" in text
+    assert f"[TS1]\nTransferSyntax1 = {EXPLICIT}" in text
+    assert f"[TS2]\nTransferSyntax1 = {J2K}" in text
+    assert f"[TS3]\nTransferSyntax1 = {RLE}" in text
     argv = storescu_argv(
         Path("p.cfg"), files, aet="NODE", host="127.0.0.1", port=4242, calling_aet="DRCTL"
     )
@@ -172,7 +174,7 @@ def test_batches_respect_file_count_and_context_limit():
     assert [len(b) for b in batches(same, 3)] == [3, 3, 1]
     many = [FileSyntax(Path(f"{i}.dcm"), f"1.2.3.{i}", EXPLICIT) for i in range(300)]
     sizes = [len(b) for b in batches(many, 1000)]
-    assert sizes == [128, 128, 44]
+    assert sizes == [64, 64, 64, 64, 44]  # two contexts per SOP class
 
 
 def test_orthanc_argv_and_environment():

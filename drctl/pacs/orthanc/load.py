@@ -1,13 +1,14 @@
 """Load DICOM files into a node over C-STORE with dcmtk's ``storescu``.
 
-storescu proposes uncompressed transfer syntaxes only unless told otherwise, and it
-cannot transcode JPEG 2000, JPEG-LS or RLE to them; so each batch gets an association
-profile (``-xf``) built from the files themselves: for every SOP class an uncompressed
-context, plus one context per compressed transfer syntax found for that class. Files
-are then sent as stored, byte for byte. Batches keep argv short and stay under
-DICOM's limit of 128 presentation contexts per association; each batch is one
-association. ``TCP_NODELAY=1`` is set for storescu (dcmtk reads it): Nagle's algorithm
-otherwise costs ~90 ms per instance.
+storescu proposes uncompressed transfer syntaxes only unless told otherwise (and then
+converts implicit VR files to explicit VR), and it cannot transcode JPEG 2000, JPEG-LS
+or RLE at all; so each batch gets an association profile (``-xf``) built from the files
+themselves: one presentation context per (SOP class, transfer syntax) found, plus an
+uncompressed fallback context per SOP class. Every file then travels in the transfer
+syntax it is stored in. Batches keep argv short and stay under DICOM's limit of 128
+presentation contexts per association; each batch is one association.
+``TCP_NODELAY=1`` is set for storescu (dcmtk reads it): Nagle's algorithm otherwise
+costs ~90 ms per instance.
 """
 
 from __future__ import annotations
@@ -53,12 +54,12 @@ def file_syntax(path: str | Path) -> FileSyntax:
 
 
 def _contexts(files: Iterable[FileSyntax]) -> list[tuple[str, str]]:
-    """(SOP class, transfer syntax or '' for uncompressed) pairs, in first-seen order."""
+    """(SOP class, transfer syntax or '' for the uncompressed fallback) pairs, in
+    first-seen order."""
     seen: dict[tuple[str, str], None] = {}
     for item in files:
+        seen.setdefault((item.sop_class_uid, item.transfer_syntax_uid), None)
         seen.setdefault((item.sop_class_uid, ""), None)
-        if item.transfer_syntax_uid not in UNCOMPRESSED:
-            seen.setdefault((item.sop_class_uid, item.transfer_syntax_uid), None)
     return list(seen)
 
 
