@@ -6,8 +6,8 @@ temporary folder, runs with TCP_NODELAY=1 and declares the controller's AE ``DRC
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
