@@ -378,3 +378,34 @@ def which(program: str) -> str | None:
     from shutil import which as _which
 
     return _which(program)
+
+
+def spawn_detached(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> int:
+    """Start a service that must outlive drctl (a node started by a ``start`` command):
+    its own session, no parent-death signal. Returns its PID."""
+    child_env = dict(os.environ)
+    if env:
+        child_env.update(env)
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        popen = subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=child_env,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissing(f"{argv[0]} not found") from exc
+    finally:
+        if log_path:
+            out.close()
+    return popen.pid

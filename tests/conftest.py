@@ -3,4 +3,6 @@
 pytest_plugins = [
     "tests.support.postgres",
     "tests.support.orthanc",
+    "tests.support.s3",
+    "tests.support.drctl_env",
 ]

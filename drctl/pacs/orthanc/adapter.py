@@ -1,0 +1,248 @@
+"""The Orthanc PACS adapter (``kind = "orthanc"``): storage area, index (SQLite or
+PostgreSQL), REST API, DICOM endpoint, start/stop commands.
+
+Consistent index copies (architecture.md, consistency order: index first, then storage):
+
+- SQLite, ``stop-start``: stop the node, copy ``index`` with its WAL, start it, wait for
+  C-ECHO; the outage (stop to first C-ECHO) is measured. The WAL is folded in and the copy
+  integrity-checked after the node is back, to keep the outage short.
+- SQLite, ``command``: a configured filesystem-snapshot command prints the path of a frozen
+  copy of the index folder; the copy is taken from there with no outage.
+- PostgreSQL, ``online``: ``pg_dump -Fc`` on an exported snapshot while the node keeps
+  accepting C-STORE; the inventory is read inside the same snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from drctl import execute
+from drctl.config import Controller, Node
+from drctl.errors import JobFailed, NodeUnreachable, UsageError
+from drctl.indexdb import postgres_index, sqlite_index
+from drctl.net import port_open
+from drctl.pacs.base import IndexCopy
+from drctl.pacs.orthanc.inventory import PostgresInventory, SqliteInventory
+from drctl.pacs.orthanc.rest import OrthancRest
+
+log = logging.getLogger(__name__)
+
+INDEX_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def decompress_attachment(data: bytes) -> bytes:
+    """Orthanc's zlib attachments: 8 bytes of uncompressed size, then a zlib stream."""
+    return zlib.decompress(data[8:])
+
+
+class OrthancNode:
+    """One configured Orthanc node."""
+
+    kind = "orthanc"
+
+    def __init__(self, name: str, node: Node, controller: Controller):
+        self.name = name
+        self.node = node
+        self.controller = controller
+
+    # --- locations -----------------------------------------------------------------------
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.node.storage)
+
+    @property
+    def index_file(self) -> Path | None:
+        return self.node.index_path
+
+    def storage_excludes(self) -> list[str]:
+        """Absolute paths of live index files inside the storage area (Orthanc's default
+        layout keeps ``index`` there); restic must not snapshot them."""
+        index = self.index_file
+        if index is None:
+            return []
+        try:
+            index.resolve().relative_to(self.storage_dir.resolve())
+        except ValueError:
+            return []
+        base = str(index.resolve())
+        return [base, *(base + s for s in INDEX_SIDE_FILES)]
+
+    def rest(self, timeout: float | None = None) -> OrthancRest:
+        url = self.node.rest or f"http://{self.node.host}:8042"
+        password = self.node.rest_password.resolve() if self.node.rest_password else None
+        return OrthancRest(url, username=self.node.rest_username, password=password,
+                           timeout=timeout or self.controller.timeouts.dicom)
+
+    def peer(self):
+        from drctl.dicom.peers import Peer, TlsSettings
+
+        tls = None
+        if self.node.tls is not None:
+            t = self.node.tls
+            tls = TlsSettings(ca_file=str(t.ca), cert_file=str(t.cert) if t.cert else None,
+                              key_file=t.key.path if t.key else None)
+        return Peer(self.node.aet, self.node.host, self.node.port, tls=tls)
+
+    def dicom_client(self):
+        from drctl.dicom.client import DicomClient
+
+        return DicomClient(self.controller.aet, timeout=self.controller.timeouts.dicom)
+
+    def echo(self) -> float:
+        """C-ECHO round trip in seconds; raises a DicomError subclass."""
+        return self.dicom_client().echo(self.peer())
+
+    # --- process control -------------------------------------------------------------------
+
+    def _command(self, argv: tuple[str, ...] | None, what: str) -> str:
+        if not argv:
+            raise UsageError(f"node.{self.name}.{what} is not configured")
+        result = execute.run(list(argv), timeout=self.controller.timeouts.command)
+        if result.returncode != 0:
+            raise JobFailed(f"node {self.name}: {what} command exited {result.returncode}: "
+                            f"{result.stderr_text[-300:] or 'no output'}")
+        return result.stdout
+
+    def stop(self) -> None:
+        """Run the node's stop command and wait until its DICOM port is closed."""
+        self._command(self.node.stop, "stop")
+        deadline = time.monotonic() + self.controller.timeouts.node_start
+        while port_open(self.node.host, self.node.port, timeout=0.5):
+            if time.monotonic() > deadline:
+                raise JobFailed(f"node {self.name} still answers after its stop command")
+            time.sleep(0.1)
+
+    def start(self) -> None:
+        """Run the node's start command and wait until it answers C-ECHO."""
+        self._command(self.node.start, "start")
+        self.wait_ready(self.controller.timeouts.node_start)
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait until C-ECHO succeeds; returns the seconds waited. Raises NodeUnreachable."""
+        from drctl.errors import DicomError
+
+        start = time.monotonic()
+        last: Exception | None = None
+        while time.monotonic() - start < timeout:
+            if port_open(self.node.host, self.node.port, timeout=0.5):
+                try:
+                    self.echo()
+                    return time.monotonic() - start
+                except DicomError as exc:
+                    last = exc
+            time.sleep(0.2)
+        raise NodeUnreachable(f"node {self.name} ({self.node.aet}@{self.node.host}:"
+                              f"{self.node.port}) did not answer C-ECHO within {timeout:.0f}s"
+                              + (f": {last}" if last else ""))
+
+    # --- index copies ------------------------------------------------------------------------
+
+    def copy_index(self, staging: Path, read: Callable[[Any], Any] | None = None) -> IndexCopy:
+        """A consistent index copy staged under ``staging`` (a fixed folder per node, so the
+        copy has a fixed path); ``read(inventory)`` runs on exactly that point in time."""
+        staging.mkdir(parents=True, exist_ok=True)
+        method = self.node.index_copy_method
+        if self.node.index_kind == "postgresql":
+            return self._copy_postgres(staging, read)
+        if method == "stop-start":
+            return self._copy_sqlite_stop_start(staging, read)
+        if method == "command":
+            return self._copy_sqlite_command(staging, read)
+        raise UsageError(f"node.{self.name}.index_copy: {method!r} does not apply to a SQLite index")
+
+    def _finish_sqlite(self, raw: Path, staging: Path, method: str, taken: datetime,
+                       outage: float | None, read) -> IndexCopy:
+        dest = staging / "index.sqlite"
+        size = sqlite_index.copy_database(raw, dest)  # folds WAL, integrity check
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{raw}{suffix}").unlink(missing_ok=True)
+        with SqliteInventory(dest) as inventory:
+            seq = inventory.last_change_seq()
+            result = read(inventory) if read else None
+        return IndexCopy(dest, "sqlite", method, taken, size, outage, seq, "ok", result)
+
+    def _copy_sqlite_stop_start(self, staging: Path, read) -> IndexCopy:
+        index = self.index_file
+        assert index is not None
+        raw = staging / "index.raw"
+        started = time.monotonic()
+        self.stop()
+        taken = datetime.now(UTC)
+        try:
+            _copy_with_side_files(index, raw)
+        finally:
+            self.start()  # the node comes back even when the copy failed
+        outage = time.monotonic() - started
+        log.info("node %s: index copied with a %.1fs outage", self.name, outage)
+        return self._finish_sqlite(raw, staging, "stop-start", taken, outage, read)
+
+    def _copy_sqlite_command(self, staging: Path, read) -> IndexCopy:
+        index = self.index_file
+        assert index is not None
+        out = self._command(self.node.snapshot_command, "snapshot_command")
+        lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+        if not lines:
+            raise JobFailed(f"node {self.name}: snapshot_command printed no path")
+        frozen = Path(lines[-1]) / index.name
+        if not frozen.is_file():
+            raise JobFailed(f"node {self.name}: the frozen copy has no {index.name} "
+                            f"(snapshot_command printed {lines[-1]})")
+        taken = datetime.fromtimestamp(Path(lines[-1]).stat().st_mtime, UTC)
+        taken = min(taken, datetime.now(UTC))
+        raw = staging / "index.raw"
+        _copy_with_side_files(frozen, raw)
+        return self._finish_sqlite(raw, staging, "command", taken, None, read)
+
+    def _copy_postgres(self, staging: Path, read) -> IndexCopy:
+        target = postgres_index.PgTarget.parse(self.node.index)
+        password = self.node.index_password.resolve() if self.node.index_password else None
+        dest = staging / "index.dump"
+        taken = datetime.now(UTC)
+        holder: dict = {}
+
+        def during(conn) -> Any:
+            inventory = PostgresInventory(conn)
+            holder["seq"] = inventory.last_change_seq()
+            return read(inventory) if read else None
+
+        result = postgres_index.dump(target, password, dest, during=during,
+                                     timeout=self.controller.timeouts.command * 6)
+        postgres_index.check_dump(dest)
+        return IndexCopy(dest, "postgresql", "online", taken, dest.stat().st_size, None,
+                         holder.get("seq"), "ok", result)
+
+    def open_copy(self, path: Path) -> SqliteInventory:
+        """The inventory of a staged SQLite index copy (a context manager)."""
+        return SqliteInventory(path)
+
+    # --- stored files --------------------------------------------------------------------------
+
+    def read_stored(self, path: str) -> bytes:
+        """The bytes of a stored attachment as they are on disk. Raises FileNotFoundError."""
+        return (self.storage_dir / path).read_bytes()
+
+    @staticmethod
+    def dicom_bytes(stored: bytes, compressed: bool) -> bytes:
+        """The DICOM file inside a stored attachment (Orthanc's zlib format when
+        ``compressed``)."""
+        return decompress_attachment(stored) if compressed else stored
+
+
+def _copy_with_side_files(source: Path, dest: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{dest}{suffix}").unlink(missing_ok=True)
+    if not source.is_file():
+        raise JobFailed(f"index database {source} does not exist")
+    shutil.copyfile(source, dest)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{source}{suffix}")
+        if side.is_file():
+            shutil.copyfile(side, f"{dest}{suffix}")
