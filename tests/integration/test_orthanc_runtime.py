@@ -13,9 +13,11 @@ import pydicom
 import pytest
 
 from drctl.errors import DicomAborted, DicomUnreachable, NodeUnreachable
+from drctl.execute import run
 from drctl.net import free_port, port_open
 from drctl.pacs.orthanc import ids
 from drctl.pacs.orthanc.load import store_files
+from drctl.pacs.orthanc.nodeconfig import DicomTlsSpec
 from drctl.pacs.orthanc.process import launch
 from drctl.pacs.orthanc.rest import OrthancRest, OrthancRestError
 from drctl.sample import generate
@@ -197,3 +199,22 @@ def test_load_speed_with_tcp_nodelay(orthanc_factory, tmp_path):
     node = orthanc_factory("speed")
     assert _store(node, archive.paths, batch_files=100) == 300
     assert node.rest.statistics()["CountInstances"] == 300
+
+
+def _self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    argv += ["-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"]
+    assert run(argv, timeout=60).returncode == 0
+    return key, cert
+
+
+def test_dicom_tls_node(orthanc_factory, tmp_path):
+    node_key, node_cert = _self_signed(tmp_path, "node")
+    drctl_key, drctl_cert = _self_signed(tmp_path, "drctl")
+    node = orthanc_factory("tls", tls=DicomTlsSpec(node_cert, node_key, drctl_cert))
+    echo = ["echoscu", "-aet", "DRCTL", "-aec", node.spec.aet, "-to", "5", "-ta", "5"]
+    where = ["127.0.0.1", str(node.spec.dicom_port)]
+    tls = ["+tls", str(drctl_key), str(drctl_cert), "+cf", str(node_cert)]
+    assert run([*echo, *tls, *where], env={"TCP_NODELAY": "1"}, timeout=30).returncode == 0
+    assert run([*echo, *where], env={"TCP_NODELAY": "1"}, timeout=30).returncode != 0

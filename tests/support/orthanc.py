@@ -6,6 +6,7 @@ temporary folder, runs with TCP_NODELAY=1 and declares the controller's AE ``DRC
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,6 +74,21 @@ def copy_sqlite_index(node: OrthancProcess, target: Path) -> Path:
     for source in node.spec.index_dir.glob("index*"):
         shutil.copy2(source, target / source.name)
     return target / "index"
+
+
+def wait_until_stable(node: OrthancProcess, timeout: float = 30.0, quiet: float = 1.2) -> int:
+    """Wait until every study is stable and the change feed has been quiet for
+    ``quiet`` seconds (StableAge is 1 s on test nodes); return the last change seq."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        if all(study["IsStable"] for study in node.rest.iter_studies()):
+            current = node.rest.last_change()
+            if current == last:
+                return current
+            last = current
+        time.sleep(quiet)
+    raise TimeoutError(f"{node.spec.name} did not become stable within {timeout:.0f}s")
 
 
 class OrthancFactory:
