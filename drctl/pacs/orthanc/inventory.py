@@ -312,9 +312,12 @@ class SqliteInventory(_Inventory):
             ) from exc
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
-        cursor = self.conn.execute(sql, tuple(params))
-        while batch := cursor.fetchmany(FETCH_ROWS):
-            yield from batch
+        try:
+            cursor = self.conn.execute(sql, tuple(params))
+            while batch := cursor.fetchmany(FETCH_ROWS):
+                yield from batch
+        except sqlite3.Error as exc:
+            raise InventoryError(f"reading Orthanc index copy {self.path} failed: {exc}") from exc
 
     def _in_list(self, column: str, values: list[str]) -> tuple[str, Any]:
         return f"{column} IN (SELECT value FROM json_each(?))", json.dumps(values)
@@ -342,10 +345,17 @@ class PostgresInventory(_Inventory):
         self.conn = connection
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Sequence[Any]]:
-        with self.conn.cursor() as cursor:
-            cursor.execute(sql, tuple(params))
-            while batch := cursor.fetchmany(FETCH_ROWS):
-                yield from batch
+        # A client-side cursor: the result is held in memory, so ask for what is needed
+        # (after_internal_id, study_public_ids) on large archives.
+        import psycopg
+
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.execute(sql, tuple(params))
+                while batch := cursor.fetchmany(FETCH_ROWS):
+                    yield from batch
+        except psycopg.Error as exc:
+            raise InventoryError(f"reading the Orthanc PostgreSQL index failed: {exc}") from exc
 
     def _in_list(self, column: str, values: list[str]) -> tuple[str, Any]:
         return f"{column} = ANY(%s)", values
