@@ -21,6 +21,7 @@ from drctl.catalog.models import (
 )
 from drctl.restic.argv import restic_host
 from drctl.verify import records
+from drctl.verify.manifest import current_studies
 from drctl.verify.manifest_store import apply_changes, next_seq
 
 
@@ -31,7 +32,7 @@ def record_of_copy(ctx: Context, row_id: int | None) -> str:
 
 def manifest_document(ctx: Context, *, node: str, seq: int, repository: str, snapshot, summary,
                       stored, delta, changes, new_entries, findings, previous, pair_time,
-                      status: str) -> dict:
+                      status: str, studies: dict) -> dict:
     """The manifest record: the full study list of the snapshot and the instance delta."""
     copy = stored.copy
     return {
@@ -50,7 +51,7 @@ def manifest_document(ctx: Context, *, node: str, seq: int, repository: str, sna
                        "taken_at": copy.taken_at.isoformat(), "bytes": copy.bytes,
                        "outage_s": copy.outage_s, "change_seq": copy.change_seq,
                        "max_internal_id": delta.max_internal_id, "reused": stored.reused},
-        "studies": sorted(records.pack(s, records.STUDY_FIELDS) for s in delta.studies.values()),
+        "studies": sorted(records.pack(s, records.STUDY_FIELDS) for s in studies.values()),
         "instances_added": [records.pack(e, records.INSTANCE_FIELDS) for e in new_entries],
         "instances_removed": [list(k) for k in changes.instances_removed],
         "vanished": changes.studies_vanished,
@@ -68,27 +69,28 @@ def commit(ctx: Context, run, result, *, restic, repo_name, pacs, stored, snapsh
     status = {"succeeded": "complete", "warning": "warning"}.get(state, "suspect")
     if reason and "incomplete" in reason:
         status = "incomplete"
+    removed = set(changes.instances_removed)
+    removed_bytes = {uid: sum(e.size for e in entries if e.key in removed)
+                     for uid, entries in before.items()}
+    studies = current_studies(previous, delta, changes, new_entries, removed_bytes)
     document = manifest_document(ctx, node=node, seq=seq, repository=repo_name,
                                  snapshot=snapshot, summary=summary, stored=stored, delta=delta,
                                  changes=changes, new_entries=new_entries, findings=findings,
-                                 previous=previous, pair_time=pair_time, status=status)
+                                 previous=previous, pair_time=pair_time, status=status,
+                                 studies=studies)
     ctx.check_fence()
     manifest_record = restic.backup_bytes(
         records.encode(document), filename=records.record_filename("manifest", node),
         host=restic_host(ctx.site, node),
         tags=records.record_tags("manifest", site=ctx.site, node=node, seq=seq,
                                  snapshot=snapshot.short_id))
-    removed_bytes: dict[str, int] = {}
-    removed = set(changes.instances_removed)
-    for uid, entries in before.items():
-        removed_bytes[uid] = sum(e.size for e in entries if e.key in removed)
     now = datetime.now(UTC)
     with ctx.catalog.session() as s:
         copy_row = add_copy_rows(s, ctx, stored, repository=repo_name, run_id=run.id,
                                  max_internal_id=delta.max_internal_id,
                                  studies=len(delta.studies),
                                  instances=sum(x.instances for x in delta.studies.values()))
-        apply_changes(s, ctx.site, node, seq, changes, new_entries, removed_bytes, previous)
+        apply_changes(s, ctx.site, node, seq, changes, new_entries, studies)
         s.add(Snapshot(repository=repo_name, snapshot_id=snapshot.id, short_id=snapshot.short_id,
                        site=ctx.site, node=node, seq=seq, time=snapshot.time,
                        pair_time=pair_time, index_copy_id=copy_row, run_id=run.id,

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
@@ -30,31 +31,24 @@ EXIT_CODES_HELP = (
     "3 could not do the job (repository, catalog or tool unreachable), 130 interrupted."
 )
 
-# command name -> module:attribute (one module per command group)
-COMMANDS = {
-    "config": "drctl.cli.config_cmd:config_group",
-    "doctor": "drctl.cli.doctor:doctor",
-    "repo": "drctl.cli.repo:repo_group",
-    "backup": "drctl.cli.backup:backup_group",
-    "snapshots": "drctl.cli.snapshots:snapshots_group",
-    "check": "drctl.cli.check:check",
-    "prune": "drctl.cli.prune:prune",
-    "demo": "drctl.cli.demo:demo",
-}
+COMMAND_PREFIX = "cmd_"
 
 
 class LazyGroup(click.Group):
-    """Imports a command's module only when it is used (fast start for the daemon)."""
+    """Commands live one module each in ``drctl/cli/cmd_<name>.py`` (``-`` in a command
+    name becomes ``_``), exposing ``command``. A module is imported only when its command
+    is used, so the daemon and scripts start fast."""
 
     def list_commands(self, ctx):
-        return sorted(COMMANDS)
+        folder = Path(__file__).parent
+        return sorted(p.stem[len(COMMAND_PREFIX):].replace("_", "-")
+                      for p in folder.glob(f"{COMMAND_PREFIX}*.py"))
 
     def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
+        if name not in self.list_commands(ctx):
             return None
-        module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        module = importlib.import_module(f"drctl.cli.{COMMAND_PREFIX}{name.replace('-', '_')}")
+        return module.command
 
 
 @click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})

@@ -158,3 +158,23 @@ def plan_changes(previous: PreviousManifest, delta: InventoryDelta,
     for uid in changes.studies_vanished:
         changes.instances_removed += sorted(i.key for i in open_instances.get(uid, []))
     return changes
+
+
+def current_studies(previous: PreviousManifest, delta: InventoryDelta, changes: ManifestChanges,
+                    added: list[InstanceEntry], removed_bytes: dict[str, int]) -> dict[str, StudyEntry]:
+    """Every study of the new manifest with its stored byte total: unchanged studies keep
+    their previous entry, added and changed ones get the previous total plus the added
+    instances minus the removed ones."""
+    added_bytes: dict[str, int] = defaultdict(int)
+    for entry in added:
+        added_bytes[entry.study_uid] += entry.size
+    out: dict[str, StudyEntry] = {}
+    for uid, entry in delta.studies.items():
+        before = previous.studies.get(uid)
+        if before is not None and entry.same_content(before) and uid not in delta.recheck:
+            out[uid] = before
+            continue
+        total = (before.bytes if before else 0) + added_bytes[uid] - removed_bytes.get(uid, 0)
+        out[uid] = StudyEntry(entry.study_uid, entry.series, entry.instances, entry.modalities,
+                              entry.study_date, entry.patient_hash, entry.pacs_id, max(total, 0))
+    return out

@@ -82,11 +82,10 @@ def instances_by_path(session: Session, site: str, node: str,
 
 
 def apply_changes(session: Session, site: str, node: str, seq: int, changes: ManifestChanges,
-                  added: list[InstanceEntry], removed_bytes: dict[str, int],
-                  previous: PreviousManifest) -> dict[str, StudyEntry]:
-    """Write snapshot ``seq``'s manifest as changes to the open rows. ``removed_bytes``
-    maps a study UID to the stored bytes of its removed instances. Returns the study
-    entries written (with their byte totals)."""
+                  added: list[InstanceEntry], studies: dict[str, StudyEntry]) -> None:
+    """Write snapshot ``seq``'s manifest as changes to the open rows: end the rows of
+    changed and vanished studies and removed instances, insert the new ones. ``studies``
+    is the full new study map (see :func:`drctl.verify.manifest.current_studies`)."""
     ended_studies = [s.study_uid for s in changes.studies_changed] + changes.studies_vanished
     for batch in _batches(ended_studies):
         session.execute(update(ManifestStudy).where(
@@ -100,23 +99,12 @@ def apply_changes(session: Session, site: str, node: str, seq: int, changes: Man
             or_(*[and_(ManifestInstance.sop_uid == sop, ManifestInstance.path == path)
                   for sop, path in batch]),
         ).values(end_seq=seq))
-    delta_bytes: dict[str, int] = defaultdict(int)
-    for entry in added:
-        delta_bytes[entry.study_uid] += entry.size
-    written: dict[str, StudyEntry] = {}
-    rows = []
-    for entry in [*changes.studies_added, *changes.studies_changed]:
-        before = previous.studies.get(entry.study_uid)
-        base = before.bytes if before else 0
-        total = base + delta_bytes.get(entry.study_uid, 0) - removed_bytes.get(entry.study_uid, 0)
-        entry = StudyEntry(entry.study_uid, entry.series, entry.instances, entry.modalities,
-                           entry.study_date, entry.patient_hash, entry.pacs_id, max(total, 0))
-        written[entry.study_uid] = entry
-        rows.append({"site": site, "node": node, "study_uid": entry.study_uid,
-                     "first_seq": seq, "end_seq": None, "series": entry.series,
-                     "instances": entry.instances, "modalities": entry.modalities,
-                     "study_date": entry.study_date, "patient_hash": entry.patient_hash,
-                     "bytes": entry.bytes, "pacs_id": entry.pacs_id})
+    rows = [{"site": site, "node": node, "study_uid": e.study_uid, "first_seq": seq,
+             "end_seq": None, "series": e.series, "instances": e.instances,
+             "modalities": e.modalities, "study_date": e.study_date,
+             "patient_hash": e.patient_hash, "bytes": e.bytes, "pacs_id": e.pacs_id}
+            for e in (studies[x.study_uid] for x in [*changes.studies_added,
+                                                     *changes.studies_changed])]
     for batch in _batches(rows):
         session.execute(insert(ManifestStudy), batch)
     inst_rows = [{"site": site, "node": node, "study_uid": e.study_uid,
@@ -127,7 +115,6 @@ def apply_changes(session: Session, site: str, node: str, seq: int, changes: Man
                  for e in added]
     for batch in _batches(inst_rows, 2000):
         session.execute(insert(ManifestInstance), batch)
-    return written
 
 
 def studies_at(session: Session, site: str, node: str, seq: int) -> list[StudyEntry]:

@@ -37,3 +37,6 @@ def prune(app, repository, dry_run, max_share):
 
     app.emit([p.to_json() for p in plans] if repository is None else plans[0].to_json(), render)
     return 1 if any(p.refusals for p in plans) else 0
+
+
+command = prune

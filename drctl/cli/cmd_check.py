@@ -29,3 +29,6 @@ def check(app, repository, subset):
     app.emit([r.to_json() for r in results] if repository is None else results[0].to_json(),
              render)
     return 0 if all(r.ok for r in results) else 1
+
+
+command = check

@@ -80,3 +80,6 @@ def index_copy_cmd(app, node, repository):
 
     app.emit(results[0] if len(results) == 1 else results, render)
     return 0
+
+
+command = backup_group

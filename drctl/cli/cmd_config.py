@@ -35,3 +35,6 @@ def check(app):
 
     app.emit(report, render)
     return 0 if report["ok"] else 2
+
+
+command = config_group

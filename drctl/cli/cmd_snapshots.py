@@ -40,3 +40,6 @@ def list_cmd(app, node, repository, verify_repository):
     app.emit([r.to_json() for r in rows], render)
     missing = any(r.in_repository is False for r in rows)
     return 1 if missing else 0
+
+
+command = snapshots_group

@@ -37,3 +37,6 @@ def init(app, repository):
     app.emit([r.to_json() for r in results] if repository is None else results[0].to_json(),
              render)
     return 1 if any(r.warnings for r in results) else 0
+
+
+command = repo_group
