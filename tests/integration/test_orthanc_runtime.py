@@ -218,3 +218,15 @@ def test_dicom_tls_node(orthanc_factory, tmp_path):
     tls = ["+tls", str(drctl_key), str(drctl_cert), "+cf", str(node_cert)]
     assert run([*echo, *tls, *where], env={"TCP_NODELAY": "1"}, timeout=30).returncode == 0
     assert run([*echo, *where], env={"TCP_NODELAY": "1"}, timeout=30).returncode != 0
+
+
+def test_limit_find_results_truncates_c_find(orthanc_factory, sample_archive, tmp_path):
+    node = orthanc_factory("limited", limit_find_results=3)
+    studies = sample_archive.studies[:5]
+    _store(node, [i.path for s in studies for i in sample_archive.instances_of(s.study_uid)])
+    argv = ["findscu", "-v", "-S", "-X", "-od", str(tmp_path), "-aet", "DRCTL"]
+    argv += ["-aec", node.spec.aet, "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"]
+    result = run([*argv, "127.0.0.1", str(node.spec.dicom_port)], env={"TCP_NODELAY": "1"})
+    assert result.returncode == 0
+    assert len(list(tmp_path.glob("rsp*.dcm"))) == 3  # 3 of 5 studies answered
+    assert "Final Find Response (Cancel" in result.stderr_text  # status 0xFE00
