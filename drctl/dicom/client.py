@@ -108,7 +108,7 @@ class DicomClient:
         release it on exit (abort it if the block failed outside drctl's errors).
 
         Proposes Study Root C-FIND (``find``), C-GET (``get``, implied by
-        ``storage_contexts``) and C-MOVE (``move``), plus Verification. For C-GET, pass
+        ``storage_contexts``) and C-MOVE (``move``). For C-GET, pass
         the ``(sop_class_uid, transfer_syntax_uid)`` pairs the instances are stored in:
         each becomes its own presentation context with the SCP role, so the peer can
         send every instance in its stored transfer syntax (a context offering several
@@ -116,12 +116,12 @@ class DicomClient:
         128 contexts: to retrieve instances needing more pairs, use :meth:`retrieve`,
         which splits them over several associations.
 
-        Raises ``ValueError`` for more than 128 contexts, :class:`DicomUnreachable`
+        Raises ``ValueError`` for more than 128 contexts (or none), :class:`DicomUnreachable`
         (refused, TLS failure, no answer to the request), :class:`DicomRejected` (with
         the peer's result, source and reason in words), :class:`DicomAborted`.
         """
         pairs = list(dict.fromkeys((str(c), str(t)) for c, t in storage_contexts))
-        contexts = [_context(Verification)]
+        contexts = []
         if find:
             contexts.append(_context(StudyRootQueryRetrieveInformationModelFind))
         if get or pairs:

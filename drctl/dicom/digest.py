@@ -49,6 +49,7 @@ _SKIPPED_TAGS = frozenset({0x00080001, 0xFFFCFFFC})
 _TAG = struct.Struct(">I")
 _LENGTH = struct.Struct(">Q")
 _ITEM_HEADER = struct.Struct("<HHL")
+_UNDEFINED = 0xFFFFFFFF
 _VALUE, _SEQUENCE, _ITEM, _END = b"V", b"S", b"I", b"E"
 _SOP_CLASS_UID, _SOP_INSTANCE_UID = 0x00080016, 0x00080018
 _UID_TAGS = frozenset({_SOP_CLASS_UID, _SOP_INSTANCE_UID})
@@ -120,6 +121,7 @@ def _digest_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> tuple[str
     uids: dict[int, str] = {}
     try:
         elements = _elements(BytesIO(dataset_bytes), implicit)
+        _check_complete(elements, len(dataset_bytes))
         for element in elements:
             if element.tag in _UID_TAGS and isinstance(element.value, bytes):
                 uids[int(element.tag)] = element.value.decode("ascii").strip("\0 ")
@@ -146,6 +148,24 @@ def _elements(fp: BytesIO, implicit: bool) -> list[_Element]:
     if any(a >= b for a, b in zip(tags, tags[1:], strict=False)):
         elements = [e for _, e in sorted(zip(tags, elements, strict=True), key=_first)]
     return elements
+
+
+def _check_complete(elements: list[_Element], size: int) -> None:
+    """Raise :class:`DicomMalformed` when the bytes end before the last element does
+    (pydicom's reader stops silently at a truncated element)."""
+    if not elements and size:
+        raise DicomMalformed("no data element could be read")
+    last = max(elements, key=_position, default=None)
+    if not isinstance(last, RawDataElement) or last.length == _UNDEFINED:
+        return  # parsed sequences and undefined lengths were read to their delimiters
+    if last.value_tell + last.length != size:
+        raise DicomMalformed(f"dataset ends inside or after element {last.tag}")
+
+
+def _position(element: _Element) -> int:
+    if isinstance(element, RawDataElement):
+        return element.value_tell or 0
+    return element.file_tell or 0
 
 
 def _first(pair: tuple[int, _Element]) -> int:
@@ -211,7 +231,7 @@ def _raw_items(value: bytes, implicit: bool) -> list[list[_Element]]:
             break
         if (group, elem) != (0xFFFE, 0xE000):
             raise DicomMalformed(f"expected a sequence item, found ({group:04X},{elem:04X})")
-        if length == 0xFFFFFFFF:
+        if length == _UNDEFINED:
             items.append(_elements(fp, implicit))  # stops after the item delimiter
         else:
             items.append(_elements(BytesIO(fp.read(length)), implicit))

@@ -126,33 +126,47 @@ def get_instances(
     link = session.link
     summary = GetSummary()
     link.store_sink = sink
+    failure: DicomRetrieveFailed | None = None
     try:
         for chunk in chunks:
-            identifier = rec.retrieve_identifier(study_uid, series_uid, chunk)
-            operation = f"C-GET of {_what(identifier, chunk)}"
-            result = session.request(
-                operation,
-                lambda mid, ds=identifier: session.association.send_c_get(
-                    ds, GET_MODEL, msg_id=mid
-                ),
-            )
-            _, failed, warning, failed_uids = _counts(result)
-            summary = summary.merge(GetSummary(0, failed, warning, (), failed_uids))
-            if result.status not in (st.SUCCESS, st.SUBOPERATIONS_WARNING):
-                partial = _finish(summary, sink, uids)
-                raise DicomRetrieveFailed(
-                    f"{operation} on {session.peer} failed with status "
-                    f"{st.describe(result.status, 'C-GET')}",
-                    status=result.status,
-                    summary=partial,
-                )
+            summary, failure = _get_chunk(session, study_uid, series_uid, chunk, summary)
+            if failure is not None:
+                break
     finally:
         link.store_sink = None
-    if sink.errors:
+    if sink.errors:  # the caller's own failure explains the rest
         for extra in sink.errors[1:]:
             log.warning("instance callback failed again: %s", extra)
-        raise sink.errors[0]
+        raise sink.errors[0] from failure
+    if failure is not None:
+        raise DicomRetrieveFailed(
+            failure.message, status=failure.status or 0, summary=_finish(summary, sink, uids)
+        )
     return _finish(summary, sink, uids)
+
+
+def _get_chunk(
+    session: DicomSession,
+    study_uid: str,
+    series_uid: str | None,
+    chunk: list[str],
+    summary: GetSummary,
+) -> tuple[GetSummary, DicomRetrieveFailed | None]:
+    """One C-GET request; returns the counts so far and the failure, if any."""
+    identifier = rec.retrieve_identifier(study_uid, series_uid, chunk)
+    operation = f"C-GET of {_what(identifier, chunk)}"
+    result = session.request(
+        operation,
+        lambda mid: session.association.send_c_get(identifier, GET_MODEL, msg_id=mid),
+    )
+    _, failed, warning, failed_uids = _counts(result)
+    summary = summary.merge(GetSummary(0, failed, warning, (), failed_uids))
+    if result.status in (st.SUCCESS, st.SUBOPERATIONS_WARNING):
+        return summary, None
+    message = (
+        f"{operation} on {session.peer} failed with status {st.describe(result.status, 'C-GET')}"
+    )
+    return summary, DicomRetrieveFailed(message, status=result.status, summary=summary)
 
 
 def move_instances(
