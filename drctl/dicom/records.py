@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -120,12 +121,10 @@ def retrieve_identifier(
 
 def _add_return_keys(ds: Dataset, keywords: Sequence[str]) -> None:
     for keyword in keywords:
-        try:
-            setattr(ds, keyword, None)
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise ValueError(f"{keyword!r} is not a DICOM keyword") from exc
-        if keyword not in ds:
+        if tag_for_keyword(keyword) is None:
             raise ValueError(f"{keyword!r} is not a DICOM keyword")
+        if keyword not in ds:
+            setattr(ds, keyword, None)
 
 
 def parse_study(identifier: Dataset, extra_keys: Sequence[str] = ()) -> StudyRecord:
