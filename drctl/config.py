@@ -461,8 +461,8 @@ def _cross_checks(s: Settings) -> list[tuple[str, str]]:
                 )
             )
         if (
-            node.index_copy in ("stop-start",)
-            and node.index_kind == "sqlite"
+            node.role == "primary"
+            and node.index_copy_method == "stop-start"
             and not (node.stop and node.start)
         ):
             problems.append(

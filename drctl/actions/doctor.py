@@ -1,0 +1,119 @@
+"""``drctl doctor``: is this controller able to do its job? One line per check: tools and
+versions, secrets resolvable and not exposed, catalog writable, repositories reachable
+(and, for S3, protected against deletion), every node answering C-ECHO."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from drctl import config as config_mod
+from drctl import execute
+from drctl.actions.context import Context
+from drctl.catalog.models import Setting
+from drctl.errors import DrctlError
+from drctl.pacs.base import pacs_node
+from drctl.restic.runner import restic_version
+from drctl.secrets import SecretUnavailable
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    check: str
+    status: str
+    detail: str
+
+    def to_json(self) -> dict:
+        return {"check": self.check, "status": self.status, "detail": self.detail}
+
+
+def _probe(name: str, fn: Callable[[], tuple[str, str]]) -> Check:
+    try:
+        status, detail = fn()
+    except DrctlError as exc:
+        status, detail = FAIL, str(exc)
+    except Exception as exc:  # a check must never crash the doctor
+        status, detail = FAIL, f"{type(exc).__name__}: {exc}"
+    return Check(name, status, detail)
+
+
+def run_doctor(ctx: Context) -> list[Check]:
+    """Every check, in order; never raises for a failing check."""
+    s = ctx.settings
+    checks = [_probe("restic", lambda: (OK, restic_version().text))]
+    if any(n.index_kind == "postgresql" for n in s.node.values()):
+        checks.append(_probe("pg_dump", lambda: _tool(["pg_dump", "--version"])))
+    if s.drill.mode == "sandbox":
+        checks.append(_probe("orthanc (sandbox drills)", lambda: _tool(["Orthanc", "--version"])))
+    checks.append(_probe("config file", lambda: _permissions(Path(s.source))))
+    for ref in config_mod.secret_refs(s):
+        checks.append(_probe(f"secret {ref.key}", lambda ref=ref: _secret(ref)))
+    checks.append(_probe("catalog", lambda: _catalog(ctx)))
+    for name in s.repository:
+        checks.append(_probe(f"repository {name}", lambda name=name: _repository(ctx, name)))
+    for name, node in s.node.items():
+        checks.append(_probe(f"node {name}", lambda name=name, node=node: _node(ctx, name, node)))
+    return checks
+
+
+def _tool(argv: list[str]) -> tuple[str, str]:
+    result = execute.run(argv, timeout=30)
+    text = (result.stdout or result.stderr_text).strip().splitlines()
+    return (OK if result.returncode == 0 else FAIL, text[0] if text else f"exit {result.returncode}")
+
+
+def _permissions(path: Path) -> tuple[str, str]:
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & stat.S_IRWXO:
+        return FAIL, f"{path} is accessible by other users (mode {mode:04o}); chmod o-rwx it"
+    return OK, f"{path} (mode {mode:04o})"
+
+
+def _secret(ref) -> tuple[str, str]:
+    try:
+        ref.resolve()
+    except SecretUnavailable as exc:
+        return FAIL, str(exc)
+    exposure = ref.exposure()
+    if exposure:
+        return FAIL, exposure
+    return OK, f"{ref} resolves"
+
+
+def _catalog(ctx: Context) -> tuple[str, str]:
+    key = f"doctor:{os.getpid()}"
+    with ctx.catalog.session() as session:
+        session.merge(Setting(key=key, value=datetime.now(UTC).isoformat()))
+    with ctx.catalog.session() as session:
+        row = session.get(Setting, key)
+        if row is not None:
+            session.delete(row)
+    return OK, f"{ctx.catalog.where} writable"
+
+
+def _repository(ctx: Context, name: str) -> tuple[str, str]:
+    started = time.monotonic()
+    ctx.restic(name).open()
+    detail = f"reachable, password works ({time.monotonic() - started:.1f}s)"
+    repo = ctx.settings.repository[name]
+    if repo.is_s3:
+        from drctl.actions.repo import bucket_findings, s3_bucket
+
+        status = s3_bucket(ctx, name).status()
+        warnings, _ = bucket_findings(status)
+        detail += f"; bucket versioning {status.versioning}, object lock {status.object_lock}"
+        if warnings:
+            return WARN, detail + "; " + warnings[0]
+    return OK, detail
+
+
+def _node(ctx: Context, name: str, node) -> tuple[str, str]:
+    rtt = pacs_node(ctx.settings, name).echo()
+    return OK, f"C-ECHO {node.aet}@{node.host}:{node.port} in {rtt * 1000:.0f} ms (agent {node.agent})"
