@@ -48,7 +48,7 @@ class Link:
         self.timeout = timeout
         self.connected = False
         self.peer_aborted = False
-        self.last_activity = time.monotonic()
+        self.created = self.last_activity = time.monotonic()
         self.store_sink: StoreSink | None = None
 
     def handlers(self) -> list[tuple[Any, Callable]]:
@@ -152,9 +152,20 @@ def _refusal(assoc: Association, link: Link) -> DicomError:
     if link.peer_aborted:
         return DicomAborted(f"{peer} aborted the association request")
     if not link.connected:
-        what = "connect or complete the TLS handshake" if peer.tls else "connect"
+        if peer.tls:
+            return DicomUnreachable(
+                f"cannot connect or complete the TLS handshake with {peer}",
+                hint="check that the node runs, the port, and that the CA file verifies "
+                "the node's certificate",
+            )
         return DicomUnreachable(
-            f"cannot {what} to {peer}", hint="check that the node runs and the port is right"
+            f"cannot connect to {peer}", hint="check that the node runs and the port is right"
+        )
+    if time.monotonic() - link.created < link.timeout * 0.9:
+        return DicomUnreachable(
+            f"{peer} closed the connection without answering the association request",
+            hint="the node may require DICOM TLS or a client certificate it trusts, "
+            "or refuse connections from this address",
         )
     return DicomUnreachable(
         f"{peer} accepted the connection but did not answer the association request "

@@ -18,12 +18,14 @@ from drctl.dicom import (
     InstanceRef,
     Peer,
     StudyRecord,
+    TlsSettings,
     content_digest,
     file_digest,
 )
 from drctl.dicom.records import parse_study
-from drctl.errors import DicomAborted
+from drctl.errors import DicomAborted, DicomUnreachable, UsageError
 from drctl.pacs.orthanc.ids import instance_id
+from drctl.pacs.orthanc.nodeconfig import DicomTlsSpec
 from drctl.pacs.orthanc.process import OrthancProcess
 from drctl.sample import SampleArchive, SampleInstance
 from tests.support.dicom_peers import ScpPacs, running_pacs
@@ -297,3 +299,61 @@ def test_stored_files_are_found_with_their_counts(
     with DicomClient(timeout=10).open(peer_of(mover)) as session:
         found = session.find_studies_by_uid([s.study_uid for s in studies])
     assert {as_tuple(r) for r in found.values()} == {expected_record(s) for s in studies}
+
+
+# --- DICOM over TLS -----------------------------------------------------------------------
+
+
+def _certificate(folder: Path, name: str, password: str | None = None) -> tuple[Path, Path]:
+    """A self-signed certificate and its key (encrypted with ``password`` if given)."""
+    key, cert = folder / f"{name}-key.pem", folder / f"{name}-cert.pem"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-days", "1", "-subj", f"/CN={name}"]
+    argv += ["-keyout", str(key), "-out", str(cert)]
+    argv += ["-passout", "env:KEY_PASSWORD"] if password else ["-nodes"]
+    env = {"KEY_PASSWORD": password} if password else None
+    assert execute.run(argv, env=env, timeout=60, secrets=[password or ""]).returncode == 0
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def tls_node(orthanc_factory, tmp_path_factory) -> tuple[OrthancProcess, Path, Path, Path]:
+    """A TLS-only node that requires drctl's client certificate; returns the node, its
+    certificate, drctl's certificate and drctl's key (password ``drctl-key-pw``)."""
+    folder = tmp_path_factory.mktemp("tls")
+    node_key, node_cert = _certificate(folder, "node")
+    drctl_key, drctl_cert = _certificate(folder, "drctl", password="drctl-key-pw")
+    node = orthanc_factory("tls", tls=DicomTlsSpec(node_cert, node_key, drctl_cert))
+    return node, node_cert, drctl_cert, drctl_key
+
+
+def test_tls_association_with_client_certificate(tls_node) -> None:
+    node, node_cert, drctl_cert, drctl_key = tls_node
+    tls = TlsSettings(str(node_cert), str(drctl_cert), str(drctl_key), key_password="drctl-key-pw")
+    peer = Peer(node.spec.aet, node.spec.host, node.spec.dicom_port, tls)
+    client = DicomClient(timeout=5)
+    assert client.echo(peer) < 1
+    with client.open(peer) as session:
+        assert session.find_studies() == []
+
+
+@pytest.mark.parametrize("case", ["wrong-ca", "no-client-cert", "no-tls"])
+def test_tls_failures_are_typed_and_quick(tls_node, case: str) -> None:
+    node, node_cert, drctl_cert, drctl_key = tls_node
+    settings = {
+        "wrong-ca": TlsSettings(str(drctl_cert), str(drctl_cert), str(drctl_key), "drctl-key-pw"),
+        "no-client-cert": TlsSettings(str(node_cert)),
+        "no-tls": None,
+    }[case]
+    peer = Peer(node.spec.aet, node.spec.host, node.spec.dicom_port, settings)
+    started = time.monotonic()
+    with pytest.raises(DicomUnreachable):
+        DicomClient(timeout=3).echo(peer)
+    assert time.monotonic() - started < 6
+
+
+def test_wrong_key_password_is_a_usage_error_without_the_password(tls_node) -> None:
+    _, node_cert, drctl_cert, drctl_key = tls_node
+    settings = TlsSettings(str(node_cert), str(drctl_cert), str(drctl_key), "not-the-pw")
+    with pytest.raises(UsageError) as caught:
+        settings.context()
+    assert "not-the-pw" not in str(caught.value)
