@@ -18,12 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from pynetdicom import AE, Association, build_role, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.pdu import A_ABORT_RQ
 
 from drctl.dicom.peers import Peer
 from drctl.errors import DicomAborted, DicomError, DicomRejected, DicomTimeout, DicomUnreachable
 
 log = logging.getLogger(__name__)
+
+# Identifiers carry patient IDs (and names, when a caller asks for them): pynetdicom
+# would log every one at INFO. drctl never logs patient data.
+pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
 
 MAX_CONTEXTS = 128  # presentation context IDs are the odd numbers 1..255
 

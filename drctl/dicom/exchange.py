@@ -47,7 +47,10 @@ def exchange(
     and :class:`DicomAborted`/:class:`DicomTimeout` when the responses stop.
     """
     if not assoc.is_established:
-        raise DicomAborted(f"the association with {link.peer} is closed; cannot {operation}")
+        raise DicomAborted(
+            f"the association with {link.peer} is closed; cannot {operation}",
+            hint="it was aborted, or idle longer than the timeout; open a new session",
+        )
     link.touch()
     try:
         responses = send()

@@ -9,7 +9,7 @@ and repeated, or :class:`~drctl.dicom.errors.DicomTruncated` is raised.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -22,7 +22,7 @@ from drctl.dicom import status as st
 from drctl.dicom.association import Link
 from drctl.dicom.dates import DateRange
 from drctl.dicom.errors import DicomTruncated
-from drctl.dicom.exchange import exchange, status_error
+from drctl.dicom.exchange import Exchange, exchange, status_error
 from drctl.dicom.records import InstanceRecord, SeriesRecord, StudyRecord
 from drctl.dicom.retrieve import GetSummary, MoveSummary, OnInstance
 from drctl.errors import DicomMalformed
@@ -38,7 +38,11 @@ class DicomSession:
     Not thread-safe: one request at a time.
     """
 
-    def __init__(self, assoc: Association, link: Link, storage_pairs: Collection[tuple[str, str]]):
+    def __init__(
+        self, assoc: Association, link: Link, storage_pairs: Collection[tuple[str, str]] = ()
+    ):
+        """``storage_pairs``: the (SOP class, transfer syntax) pairs the peer accepted
+        for C-GET sub-operations on this association."""
         self._assoc = assoc
         self._link = link
         self.peer = link.peer
@@ -235,9 +239,10 @@ class DicomSession:
         :func:`drctl.dicom.retrieve.move_instances`."""
         return retrieve.move_instances(self, destination_aet, study_uid, series_uid, sop_uids)
 
-    def request(self, operation: str, send: Callable[[int], object]):
-        """Run one DIMSE request ``send(message_id)`` on this association, consuming
-        every response (used by :mod:`drctl.dicom.retrieve`)."""
+    def request(self, operation: str, send: Callable[[int], Iterator[Any]]) -> Exchange:
+        """Run one DIMSE request ``send(message_id)`` on this association and return
+        every response (used by :mod:`drctl.dicom.retrieve`); raises as
+        :func:`exchange` does."""
         return exchange(self._assoc, self._link, operation, lambda: send(self.next_message_id()))
 
     @property

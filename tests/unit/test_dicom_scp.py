@@ -4,6 +4,7 @@ throw at us, each ending in its typed error within the timeout."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -410,3 +411,21 @@ def test_store_files_on_one_association(files: SampleArchive, tmp_path: Path) ->
     assert [p.name for p in summary.failed] == [str(junk)]
     assert client.associations_opened == 2
     assert stored == len(files.paths) + 1
+
+
+# --- hygiene ----------------------------------------------------------------------------
+
+
+def test_no_patient_data_in_logs(pacs: ScpPacs, studies, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    with DicomClient(timeout=TIMEOUT).open(peer_of(pacs)) as session:
+        records = session.find_studies_by_uid(uids_of(studies)[:3], extra_keys=["PatientName"])
+    assert records and caplog.records
+    assert "PID0001" not in caplog.text and "DOE^JANE" not in caplog.text
+
+
+def test_a_session_idle_beyond_the_timeout_is_closed_not_hung(pacs: ScpPacs, studies) -> None:
+    with DicomClient(timeout=0.5).open(peer_of(pacs)) as session:
+        time.sleep(1.5)  # network (idle) timeout: pynetdicom aborts the association
+        with pytest.raises(DicomAborted, match="closed"):
+            session.find_studies()
