@@ -135,7 +135,7 @@ class DicomSession:
                     hint="query by StudyDate ranges (they are split as needed), or raise "
                     "the peer's LimitFindResults",
                 )
-            return self._parsed(identifiers, rec.parse_study, extra_keys)
+            return _by_date(self._parsed(identifiers, rec.parse_study, extra_keys))
         found: dict[str, StudyRecord] = {}
         pending = [DateRange.parse(date_range)]
         while pending:
@@ -152,7 +152,7 @@ class DicomSession:
                 )
             else:
                 pending.extend(reversed(span.halves()))
-        return sorted(found.values(), key=lambda r: (r.study_date or "", r.study_uid))
+        return _by_date(found.values())
 
     def find_series(self, study_uid: str) -> list[SeriesRecord]:
         """Return the series of ``study_uid``. Raises :class:`DicomTruncated` when the
@@ -252,3 +252,7 @@ class DicomSession:
     @property
     def link(self) -> Link:
         return self._link
+
+
+def _by_date(records: Iterable[StudyRecord]) -> list[StudyRecord]:
+    return sorted(records, key=lambda r: (r.study_date or "", r.study_uid))
