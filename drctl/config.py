@@ -310,6 +310,14 @@ class Drill(_Model):
     max_rpo: Duration = 6 * 3600.0
     full_max_bytes: int = Field(50 * 2**30, ge=0)
     report_dir: Path | None = None
+    # where sandbox nodes live while a drill runs (default: <data_dir>/sandbox)
+    sandbox_dir: Path | None = None
+    # a PostgreSQL server where drctl may create and drop a temporary database for the
+    # sandbox of a PostgreSQL-indexed node (e.g. postgresql://postgres@127.0.0.1:5432/postgres)
+    sandbox_postgres: str | None = None
+    sandbox_postgres_password: Secret | None = None
+    sandbox_http_port: int | None = Field(None, ge=1, le=65535)
+    verify_all: bool = False
 
 
 class Email(_Model):
