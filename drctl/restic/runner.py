@@ -557,26 +557,28 @@ class Restic:
             raise error
 
     def locks(self) -> list[LockInfo]:
-        """restic's current locks with their holders."""
-        env_flags = self.flags(json_output=False, no_lock=True)
-        listing = self.run(
-            A.list_argv("locks", flags=env_flags),
-            action="list",
-            take_lock=False,
-            timeout=self.timeouts.repository,
-        )
+        """restic's current locks with their holders. A lock that vanishes while it is
+        being read (its holder finished) is skipped: restic would retry reading it for
+        a minute, so each read gets a few seconds only."""
+        flags = self.flags(json_output=False, no_lock=True)
+        listing = self.run(A.list_argv("locks", flags=flags), action="list",
+                           take_lock=False, timeout=self.timeouts.repository)
+        env, secrets = self.environment()
         found = []
         for lock_id in listing.stdout.split():
             try:
-                text = self.run(
-                    A.cat_argv("lock", lock_id, flags=env_flags),
-                    action="cat",
-                    take_lock=False,
-                    timeout=self.timeouts.repository,
-                ).stdout
-                found.append(parse_lock(lock_id, text))
-            except (RepositoryError, ValueError, json.JSONDecodeError):
-                continue  # vanished meanwhile
+                result = execute.run(A.cat_argv("lock", lock_id, flags=flags), env=env,
+                                     env_drop_prefixes=("RESTIC_", "AWS_"), secrets=secrets,
+                                     timeout=min(5.0, self.timeouts.repository),
+                                     stop_signal=signal.SIGINT, stop_grace=5.0)
+            except execute.CommandTimeout:
+                continue
+            if result.returncode != 0:
+                continue
+            try:
+                found.append(parse_lock(lock_id, result.stdout))
+            except (ValueError, KeyError, json.JSONDecodeError):
+                continue
         return found
 
     def rebuild_index(self) -> execute.Result:

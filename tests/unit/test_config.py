@@ -20,8 +20,15 @@ def minimal(**over) -> dict:
     doc = {
         "controller": {"site": "s1"},
         "repository": {"r": {"url": "/tmp/repo", "password": "env:P"}},
-        "node": {"n": {"aet": "ORTHANC", "storage": "/data", "index": "sqlite:/data/index",
-                       "start": "true", "stop": "true"}},
+        "node": {
+            "n": {
+                "aet": "ORTHANC",
+                "storage": "/data",
+                "index": "sqlite:/data/index",
+                "start": "true",
+                "stop": "true",
+            }
+        },
     }
     doc.update(over)
     return doc
@@ -48,8 +55,13 @@ def test_every_error_reported_at_once_with_file_and_key():
     with pytest.raises(ConfigError) as err:
         config.from_mapping(raw, source="/etc/drctl/drctl.toml")
     keys = {k for k, _ in err.value.problems}
-    assert keys == {"node.primary.port", "node.primary.colour", "schedule.backup",
-                    "drill.max_rto", "repository.offsite.password"}
+    assert keys == {
+        "node.primary.port",
+        "node.primary.colour",
+        "schedule.backup",
+        "drill.max_rto",
+        "repository.offsite.password",
+    }
     text = str(err.value)
     assert all(line.startswith("/etc/drctl/drctl.toml: ") for line in text.splitlines())
     assert "hunter2" not in text  # a literal secret is refused, not echoed
@@ -75,8 +87,10 @@ def test_stop_start_needs_commands():
     assert "node.n.stop" in dict(err.value.problems)
 
 
-@pytest.mark.parametrize("text,seconds", [("30s", 30), ("10m", 600), ("1h30m", 5400),
-                                          ("2d", 172800), (45, 45), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("30s", 30), ("10m", 600), ("1h30m", 5400), ("2d", 172800), (45, 45), ("250ms", 0.25)],
+)
 def test_durations(text, seconds):
     assert config.parse_duration(text) == seconds
 
@@ -103,8 +117,11 @@ def test_secret_references_resolve_late_and_never_print(tmp_path, monkeypatch):
     f.write_text("s3cr3t-file\n")
     f.chmod(0o600)
     monkeypatch.setenv("DRCTL_T_PW", "s3cr3t-env")
-    refs = [SecretRef.parse(f"file:{f}"), SecretRef.parse("env:DRCTL_T_PW"),
-            SecretRef.parse("command:printf %s%s s3c r3t-cmd")]
+    refs = [
+        SecretRef.parse(f"file:{f}"),
+        SecretRef.parse("env:DRCTL_T_PW"),
+        SecretRef.parse("command:printf %s%s s3c r3t-cmd"),
+    ]
     assert [r.resolve() for r in refs] == ["s3cr3t-file", "s3cr3t-env", "s3cr3t-cmd"]
     assert all("s3cr3t" not in repr(r) and "s3cr3t" not in str(r) for r in refs)
 

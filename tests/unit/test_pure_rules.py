@@ -11,10 +11,16 @@ from drctl.restic.runner import stale_locks
 
 
 def test_prune_refuses_newest_share_and_alarms():
-    assert refusals(remove={"a"}, newest={"s/n": "b"}, total=10, max_share=0.2,
-                    open_alarms=[]) == []
-    reasons = refusals(remove={"a", "b", "c"}, newest={"s/n": "c"}, total=10, max_share=0.2,
-                       open_alarms=["n: mass_deletion"])
+    assert (
+        refusals(remove={"a"}, newest={"s/n": "b"}, total=10, max_share=0.2, open_alarms=[]) == []
+    )
+    reasons = refusals(
+        remove={"a", "b", "c"},
+        newest={"s/n": "c"},
+        total=10,
+        max_share=0.2,
+        open_alarms=["n: mass_deletion"],
+    )
     assert len(reasons) == 3
     assert "newest snapshot of s/n" in reasons[0]
     assert "30% > prune_max_share 20%" in reasons[1]
@@ -27,8 +33,12 @@ def test_stale_locks_only_when_holder_is_provably_gone():
     fresh_here_alive = LockInfo("2", now - timedelta(minutes=1), True, "me", 222)
     fresh_elsewhere = LockInfo("3", now - timedelta(minutes=10), False, "other", 5)
     old_elsewhere = LockInfo("4", now - timedelta(minutes=31), False, "other", 5)
-    stale = stale_locks([fresh_here_dead, fresh_here_alive, fresh_elsewhere, old_elsewhere],
-                        now=now, hostname="me", pid_alive=lambda pid: pid == 222)
+    stale = stale_locks(
+        [fresh_here_dead, fresh_here_alive, fresh_elsewhere, old_elsewhere],
+        now=now,
+        hostname="me",
+        pid_alive=lambda pid: pid == 222,
+    )
     assert [lock.id for lock in stale] == ["1", "4"]
 
 
