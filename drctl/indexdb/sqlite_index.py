@@ -72,15 +72,29 @@ def check_integrity(path: Path) -> None:
         raise IndexCorrupt(f"index copy {path} failed its integrity check: {result}")
 
 
-def install(copy: Path, target: Path) -> None:
-    """Put ``copy`` in place of ``target`` atomically (the target's node must be stopped):
-    temp file beside the target, integrity check, fsync, rename. The old side files are
-    removed only after the rename, so a crash leaves either the old or the new index."""
+def staged_path(target: Path) -> Path:
+    """Where a copy waits beside ``target`` before it is renamed into place."""
+    return target.with_name(f".{target.name}.drctl-new")
+
+
+def prepare_install(copy: Path, target: Path) -> Path:
+    """Copy ``copy`` to a temporary file beside ``target`` (same filesystem, so the final
+    rename is atomic), integrity-check and fsync it. The target's node may still run.
+    Returns the staged file; raises :class:`IndexCorrupt`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.drctl-new")
+    tmp = staged_path(target)
+    for suffix in ("", *SIDE_FILES):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
     shutil.copyfile(copy, tmp)
     check_integrity(tmp)
     _fsync(tmp)
+    return tmp
+
+
+def swap_in(staged: Path, target: Path) -> None:
+    """Rename ``staged`` over ``target`` (the target's node must be stopped). The old
+    database's WAL is folded into it first and its side files removed only then, so a
+    crash at any point leaves either the complete old index or the complete new one."""
     if target.exists():
         # Fold the old database's WAL into it first: its side files can then go without
         # losing anything, and no stale WAL is ever replayed onto the new file.
@@ -94,8 +108,14 @@ def install(copy: Path, target: Path) -> None:
             conn.close()
     for suffix in SIDE_FILES:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
-    os.replace(tmp, target)
+    os.replace(staged, target)
     _fsync_dir(target.parent)
+
+
+def install(copy: Path, target: Path) -> None:
+    """Put ``copy`` in place of ``target`` atomically (the target's node must be stopped):
+    temp file beside the target, integrity check, fsync, rename."""
+    swap_in(prepare_install(copy, target), target)
 
 
 def _fsync(path: Path | str) -> None:
