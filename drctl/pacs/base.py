@@ -103,6 +103,16 @@ class PacsNode(Protocol):
         """The inventory of a staged (SQLite) index copy."""
         ...
 
+    def open_index(self, database: str | None = None) -> AbstractContextManager[Inventory]:
+        """The inventory of the node's live PostgreSQL index, or of another ``database``
+        on the same server (UsageError for a SQLite index: read a copy)."""
+        ...
+
+    def last_change(self, timeout: float | None = None) -> int:
+        """Position of the newest change the running node recorded (comparable with
+        ``IndexCopy.change_seq``). Raises NodeUnreachable."""
+        ...
+
     def read_stored(self, path: str) -> bytes: ...
 
     def dicom_bytes(self, stored: bytes, compressed: bool) -> bytes: ...

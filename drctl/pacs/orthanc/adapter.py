@@ -14,11 +14,12 @@ Consistent index copies (architecture.md, consistency order: index first, then s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,36 @@ class OrthancNode:
     def open_copy(self, path: Path) -> SqliteInventory:
         """The inventory of a staged SQLite index copy (a context manager)."""
         return SqliteInventory(path)
+
+    @contextlib.contextmanager
+    def open_index(self, database: str | None = None) -> Iterator[PostgresInventory]:
+        """The inventory of the node's live PostgreSQL index (or of ``database`` on the
+        same server, e.g. a restored copy not yet in use), read in one REPEATABLE READ
+        transaction. Raises UsageError for a SQLite index (Orthanc holds it exclusively
+        while it runs: use a copy) and NodeUnreachable when the database is unreachable."""
+        if self.node.index_kind != "postgresql":
+            raise UsageError(f"node {self.name}: a live SQLite index cannot be read "
+                             "(Orthanc holds it exclusively); read a copy instead")
+        target = postgres_index.PgTarget.parse(self.node.index)
+        password = self.node.index_password.resolve() if self.node.index_password else None
+        # autocommit, so the explicit BEGIN opens the transaction (no implicit one first)
+        conn = postgres_index.connect(target, password, database=database, autocommit=True)
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield PostgresInventory(conn)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    def last_change(self, timeout: float | None = None) -> int:
+        """Position of the newest change the running node recorded (``/changes`` ``Last``,
+        the same sequence as an index copy's ``change_seq``). Raises NodeUnreachable."""
+        from drctl.pacs.orthanc.rest import OrthancRestError
+
+        try:
+            return self.rest(timeout=timeout).last_change()
+        except OrthancRestError as exc:
+            raise NodeUnreachable(f"node {self.name}: REST API did not answer: {exc}") from None
 
     # --- stored files --------------------------------------------------------------------------
 
