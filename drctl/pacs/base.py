@@ -113,6 +113,19 @@ class PacsNode(Protocol):
         ``IndexCopy.change_seq``). Raises NodeUnreachable."""
         ...
 
+    def sandbox(self, options: Any) -> Any:
+        """A throwaway node of this kind for a drill of this node's snapshot: a
+        :class:`drctl.pacs.restored.RestoredNode` (``options``: RestoreOptions)."""
+        ...
+
+    def standby_restore(self, options: Any) -> Any:
+        """This standby as a drill's restore target (a RestoredNode)."""
+        ...
+
+    def newest_change_time(self) -> datetime | None:
+        """When the running node last changed its data (UTC). Raises NodeUnreachable."""
+        ...
+
     def read_stored(self, path: str) -> bytes: ...
 
     def dicom_bytes(self, stored: bytes, compressed: bool) -> bytes: ...

@@ -254,6 +254,29 @@ class OrthancNode:
         except OrthancRestError as exc:
             raise NodeUnreachable(f"node {self.name}: REST API did not answer: {exc}") from None
 
+    # --- restore drills ----------------------------------------------------------------------
+
+    def sandbox(self, options):
+        """A throwaway Orthanc for a drill of this node's snapshot
+        (:class:`drctl.pacs.orthanc.sandbox.OrthancSandbox`)."""
+        from drctl.pacs.orthanc.sandbox import OrthancSandbox
+
+        return OrthancSandbox(self, options)
+
+    def standby_restore(self, options):
+        """A drill's restore onto this standby
+        (:class:`drctl.pacs.orthanc.standby.OrthancStandbyRestore`)."""
+        from drctl.pacs.orthanc.standby import OrthancStandbyRestore
+
+        return OrthancStandbyRestore(self, options)
+
+    def newest_change_time(self) -> datetime | None:
+        """When the running node last changed its data (newest change that is not a
+        "Stable*" event), UTC; None on an empty node. Raises NodeUnreachable."""
+        from drctl.pacs.orthanc.changes import newest_change_time
+
+        return newest_change_time(self.rest(timeout=10))
+
     # --- stored files --------------------------------------------------------------------------
 
     def read_stored(self, path: str) -> bytes:
