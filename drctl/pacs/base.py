@@ -126,6 +126,13 @@ class PacsNode(Protocol):
         """When the running node last changed its data (UTC). Raises NodeUnreachable."""
         ...
 
+    def changed_between(self, after: int, upto: int | None = None,
+                        timeout: float | None = None) -> bool:
+        """Whether the running node recorded a content change (not a mere stability
+        marker) at a position in ``(after, upto]`` (``upto`` None: up to now). Raises
+        NodeUnreachable."""
+        ...
+
     def read_stored(self, path: str) -> bytes: ...
 
     def dicom_bytes(self, stored: bytes, compressed: bool) -> bytes: ...

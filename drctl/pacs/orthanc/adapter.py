@@ -36,6 +36,7 @@ from drctl.pacs.orthanc.rest import OrthancRest
 log = logging.getLogger(__name__)
 
 INDEX_SIDE_FILES = ("-wal", "-shm", "-journal")
+CHANGES_PAGE = 500
 
 
 def decompress_attachment(data: bytes) -> bytes:
@@ -276,6 +277,28 @@ class OrthancNode:
         from drctl.pacs.orthanc.changes import newest_change_time
 
         return newest_change_time(self.rest(timeout=10))
+
+    def changed_between(self, after: int, upto: int | None = None,
+                        timeout: float | None = None) -> bool:
+        """Whether the running node recorded a content change with ``after < seq <= upto``
+        (``upto`` None: up to now). Orthanc's ``Stable*`` changes only mark that nothing
+        arrived for a while: they are not content. Raises NodeUnreachable."""
+        from drctl.pacs.orthanc.rest import OrthancRestError
+
+        rest, since = self.rest(timeout=timeout), after
+        try:
+            while True:
+                page = rest.changes(since=since, limit=CHANGES_PAGE)
+                for change in page.get("Changes", []):
+                    if upto is not None and change["Seq"] > upto:
+                        return False
+                    if not str(change["ChangeType"]).startswith("Stable"):
+                        return True  # Stable* changes mark stability, not content
+                if page.get("Done", True) or not page.get("Changes"):
+                    return False
+                since = page["Last"]
+        except OrthancRestError as exc:
+            raise NodeUnreachable(f"node {self.name}: REST API did not answer: {exc}") from None
 
     # --- stored files --------------------------------------------------------------------------
 
