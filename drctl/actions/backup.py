@@ -108,7 +108,7 @@ def run_backup(ctx: Context, node: str, *, repository: str | None = None,
 
 def _backup(ctx, pacs: PacsNode, restic: Restic, repo_name: str, index_copy: str,
             on_status, run, result: BackupResult) -> None:
-    restic.open()
+    restic.probe()
     with ctx.catalog.session() as s:
         previous = load_previous(s, ctx.site, pacs.name)
     key = phi_key(ctx)
@@ -119,11 +119,11 @@ def _backup(ctx, pacs: PacsNode, restic: Restic, repo_name: str, index_copy: str
                          "outage_s": stored.copy.outage_s, "bytes": stored.copy.bytes}
     ctx.check_fence()
     record_id = stored.record.id if stored.record else rec.record_of_copy(ctx, stored.row_id)
-    output, code = restic.backup(pacs.storage_dir, host=restic_host(ctx.site, pacs.name),
-                                 tags=storage_tags(ctx, pacs.name, pacs.kind, record_id),
-                                 excludes=pacs.storage_excludes(), on_status=on_status)
+    output, code, snapshot = restic.backup(
+        pacs.storage_dir, host=restic_host(ctx.site, pacs.name),
+        tags=storage_tags(ctx, pacs.name, pacs.kind, record_id),
+        excludes=pacs.storage_excludes(), on_status=on_status)
     summary = output.summary
-    snapshot = restic.snapshots(ids=[summary.snapshot_id])[0]
     result.snapshot_id = snapshot.id
     result.files_new, result.files_changed = summary.files_new, summary.files_changed
     result.bytes_added = summary.data_added
@@ -213,7 +213,7 @@ def _verdict(code: int, findings: list, alarms: list) -> tuple[str, str | None]:
 
 
 def _dry_run(ctx, pacs, restic: Restic, repo_name: str) -> BackupResult:
-    restic.open()
+    restic.open()  # a dry run proves the password too
     node = ctx.settings.node[pacs.name]
     result = BackupResult(None, None, pacs.name, repo_name, state="dry-run")
     result.index_copy = {"method": node.index_copy_method, "kind": node.index_kind}

@@ -61,7 +61,7 @@ def run_check(ctx: Context, repository: str, *, read_data_subset: str | None = N
         read_data_subset, position = next_subset(repo.check_read_subset, last)
     with ctx.run("check", repository=repository, details={"subset": read_data_subset}) as run:
         start = time.monotonic()
-        restic.open()
+        restic.probe()
         try:
             restic.check(read_data_subset)
             ok, error = True, None

@@ -113,7 +113,7 @@ def run_index_copy(ctx: Context, node: str, *, repository: str | None = None) ->
     restic = ctx.restic(repo_name)
     pacs = pacs_node(ctx.settings, node)
     with ctx.run("index_copy", node=node, repository=repo_name) as run:
-        restic.open()
+        restic.probe()
 
         def counts(inventory) -> tuple[int, int, int]:
             studies = inventory.study_summaries()

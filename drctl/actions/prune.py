@@ -65,7 +65,7 @@ def plan_prune(ctx: Context, repository: str, *, max_share: float | None = None)
     """Compute the plan and its refusals; changes nothing."""
     repo = ctx.settings.repository[repository]
     restic = ctx.restic(repository)
-    restic.open()
+    restic.probe()
     policy = repo.retention.model_dump()
     groups = restic.forget_plan(policy, group_by=GROUP_BY, tags=list(STORAGE_TAGS))
     remove: set[str] = set()

@@ -40,7 +40,7 @@ def rebuild_catalog(ctx: Context, repository: str, *, replace: bool = False) -> 
     """Rebuild the site's catalog rows of ``repository`` from its records. Refuses when the
     catalog already holds snapshots of it unless ``replace``."""
     restic = ctx.restic(repository)
-    restic.open()
+    restic.probe()
     with ctx.catalog.session() as s:
         existing = s.scalar(select(Snapshot.id).where(Snapshot.site == ctx.site,
                                                       Snapshot.repository == repository).limit(1))

@@ -40,6 +40,7 @@ from drctl.errors import (
     ResticTooOld,
 )
 from drctl.restic import argv as A
+from drctl.restic.backend import backend_for
 from drctl.restic.messages import (
     BackupOutput,
     BackupStatus,
@@ -360,10 +361,12 @@ class Restic:
         tags: Sequence[str] = (),
         excludes: Sequence[str] = (),
         on_status: Callable[[BackupStatus], None] | None = None,
-    ) -> tuple[BackupOutput, int]:
-        """Back up ``paths`` relative to ``source_dir``. Returns (parsed output, exit code);
-        exit 3 (unreadable files) is returned, not raised: the caller decides what failed."""
+    ) -> tuple[BackupOutput, int, Snapshot]:
+        """Back up ``paths`` relative to ``source_dir``. Returns (parsed output, exit code,
+        the snapshot made); exit 3 (unreadable files) is returned, not raised: the caller
+        decides what failed."""
         output = BackupOutput()
+        started = datetime.now(UTC)
         last_done = [-1, -1]
 
         def on_line(line: str) -> None:
@@ -401,48 +404,71 @@ class Restic:
                 repository=self.name,
                 detail=result.stderr_text,
             )
-        return output, result.returncode
+        snapshot = self.made_snapshot(output, host=host, tags=tags,
+                                      paths=[str(Path(source_dir).resolve())], started=started)
+        return output, result.returncode, snapshot
 
     def backup_bytes(
         self, data: bytes, *, filename: str, host: str, tags: Sequence[str] = ()
     ) -> Snapshot:
         """Store ``data`` as drctl's own small snapshot (``backup --stdin``); returns it."""
-        output = BackupOutput()
-        self.run(
-            A.backup_stdin_argv(filename, host=host, tags=tags, flags=self.flags()),
-            action="backup",
-            input=data,
-            idle_timeout=self.timeouts.restic_idle,
-            on_line=lambda line: collect(output, parse_line(line)),
-        )
-        return self._resolve_short(output)
+        return self._stdin_backup(filename, host, tags, input=data)
 
     def backup_file(
         self, path: Path, *, filename: str, host: str, tags: Sequence[str] = ()
     ) -> Snapshot:
         """Like :meth:`backup_bytes`, streaming a file (an index copy can be large)."""
+        return self._stdin_backup(filename, host, tags, input_file=path)
+
+    def _stdin_backup(self, filename: str, host: str, tags: Sequence[str], **source) -> Snapshot:
         output = BackupOutput()
+        started = datetime.now(UTC)
         self.run(
             A.backup_stdin_argv(filename, host=host, tags=tags, flags=self.flags()),
             action="backup",
-            input_file=path,
             idle_timeout=self.timeouts.restic_idle,
             on_line=lambda line: collect(output, parse_line(line)),
+            **source,
         )
-        return self._resolve_short(output)
+        return self.made_snapshot(output, host=host, tags=tags, paths=["/" + filename],
+                                  started=started)
 
-    def _resolve_short(self, output: BackupOutput) -> Snapshot:
+    def made_snapshot(self, output: BackupOutput, *, host: str, tags: Sequence[str],
+                      paths: Sequence[str], started: datetime) -> Snapshot:
+        """The snapshot a backup just made. restic 0.14's summary has only the short ID;
+        the full one is read from the backend's snapshot listing (no key derivation), or
+        from ``restic snapshots`` where drctl cannot look."""
         if output.summary is None or not output.summary.snapshot_id:
             raise RepositoryError(
                 f"repository {self.name}: restic printed no snapshot id", repository=self.name
             )
-        found = self.snapshots(ids=[output.summary.snapshot_id])
+        short = output.summary.snapshot_id
+        ids = self._backend().snapshot_ids(short) if self._backend() else []
+        if len(ids) == 1:
+            return Snapshot(ids[0], short, started, host, tuple(paths), tuple(tags))
+        found = self.snapshots(ids=[short])
         if not found:
             raise RepositoryError(
-                f"repository {self.name}: snapshot {output.summary.snapshot_id} not listed",
-                repository=self.name,
+                f"repository {self.name}: snapshot {short} not listed", repository=self.name
             )
         return found[0]
+
+    def _backend(self):
+        if not hasattr(self, "_peek"):
+            env, _ = self.environment()
+            verify = str(self.repo.cacert) if self.repo.cacert else not self.repo.insecure_tls
+            self._peek = backend_for(self.repo.url, self.name, env,
+                                     timeout=self.timeouts.repository, verify=verify)
+        return self._peek
+
+    def probe(self) -> None:
+        """Is the repository there and reachable? Without deriving the key (cheap); the
+        password is proven by the first real command. Falls back to :meth:`open`."""
+        backend = self._backend()
+        if backend is None:
+            self.open()
+        else:
+            backend.probe()
 
     def snapshots(
         self, *, host: str | None = None, tags: Sequence[str] = (), ids: Sequence[str] = ()

@@ -53,12 +53,14 @@ def test_backup_snapshots_and_records_roundtrip(local_restic, tmp_path):
     src = tmp_path / "src"
     (src / "ab").mkdir(parents=True)
     (src / "ab" / "f1").write_bytes(os.urandom(5000))
-    output, code = local_restic.backup(src, host="site/node", tags=["drctl", "kind:storage"])
+    output, code, snap = local_restic.backup(src, host="site/node", tags=["drctl", "kind:storage"])
     assert code == 0 and output.summary.files_new == 1 and output.new_files == ["/ab/f1"]
-    again, _ = local_restic.backup(src, host="site/node", tags=["drctl", "kind:storage"])
+    again, _, snap2 = local_restic.backup(src, host="site/node", tags=["drctl", "kind:storage"])
     assert again.summary.files_new == 0 and again.summary.files_unmodified == 1
     snaps = local_restic.snapshots(host="site/node")
+    assert [x.id for x in snaps] == [snap.id, snap2.id]  # full IDs found without restic
     assert snaps[-1].parent == snaps[0].id  # incremental: same host and paths
+    assert snap2.paths == snaps[-1].paths
     blob = bytes(range(256)) * 10 + b"\r\n\x00tail"
     record = local_restic.backup_bytes(
         blob, filename="drctl-test-n.bin", host="site/node", tags=["drctl", "kind:test"]
@@ -152,7 +154,7 @@ def test_exclusive_operation_queues_instead_of_failing(local_restic, tmp_path):
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
-    output, code = local_restic.backup(src, host="s/n")
+    output, code, _ = local_restic.backup(src, host="s/n")
     holder.wait()
     assert code == 0 and output.summary.files_new == 1
     assert local_restic.waited_for_lock_s > 1.0
@@ -175,32 +177,28 @@ def test_check_and_backup_at_once_both_succeed(local_restic, tmp_path):
     for t in threads:
         t.start()
     (src / "g").write_bytes(os.urandom(2**20))
-    output, code = local_restic.backup(src, host="s/n")
+    output, code, _ = local_restic.backup(src, host="s/n")
     for t in threads:
         t.join()
     assert errors == [] and code == 0 and output.summary.files_new == 1
 
 
-def test_stale_restic_lock_of_a_dead_process_is_removed(local_restic, tmp_path):
+def test_stale_restic_lock_of_a_dead_process_is_removed(local_restic):
     """A SIGKILLed restic leaves its lock; drctl removes it because its holder (this host,
     that PID) is provably gone, and the next operation proceeds."""
-    src = tmp_path / "big"
-    src.mkdir()
-    (src / "data").write_bytes(os.urandom(300 * 2**20))
     env, _ = local_restic.environment()
-    proc = subprocess.Popen(
-        ["restic", "backup", "--host", "s/n", "."],
-        cwd=src,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while not local_restic.locks() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert local_restic.locks(), "restic took no lock"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # restic reading an empty pipe holds its lock until we kill it
+    proc = subprocess.Popen(["restic", "backup", "--stdin", "--host", "s/n"],
+                            env={**os.environ, **env}, stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not local_restic.locks() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert local_restic.locks(), "restic took no lock"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert local_restic.locks()  # the lock survived its holder
     local_restic.check()  # exclusive: would fail on the stale lock
     assert not local_restic.locks()
