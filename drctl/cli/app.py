@@ -14,15 +14,14 @@ from collections.abc import Callable
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from drctl import config as config_mod
-from drctl.actions.context import Context
-from drctl.catalog.db import Catalog
-from drctl.catalog.runs import reap_stale
-from drctl.config import Settings
+if TYPE_CHECKING:  # imported lazily: `drctl --help` must not load the database stack
+    from drctl.actions.context import Context
+    from drctl.catalog.db import Catalog
+    from drctl.config import Settings
 
 
 def _json_default(value: Any) -> Any:
@@ -59,6 +58,8 @@ class App:
 
     @cached_property
     def settings(self) -> Settings:
+        from drctl import config as config_mod
+
         path = config_mod.find_config(self.config_path)
         settings = config_mod.load(path)
         for ref in config_mod.secret_refs(settings):
@@ -70,6 +71,9 @@ class App:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
+            from drctl.catalog.db import Catalog
+            from drctl.catalog.runs import reap_stale
+
             controller = self.settings.controller
             password = controller.catalog_password.resolve() if controller.catalog_password else None
             self._catalog = Catalog.open(controller.catalog_url, password=password)
@@ -77,6 +81,8 @@ class App:
         return self._catalog
 
     def context(self, trigger: str = "cli") -> Context:
+        from drctl.actions.context import Context
+
         return Context(settings=self.settings, catalog=self.catalog, trigger=trigger,
                        show_progress=self.show_progress, console=self.err)
 

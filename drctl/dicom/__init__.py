@@ -7,33 +7,31 @@ Public API::
     client.echo(peer)
     with client.open(peer) as session:
         session.find_studies_by_uid(uids)
+
+Names are imported on first use (pynetdicom takes a third of a second to import, and
+commands that never speak DICOM should not pay for it).
 """
 
-from drctl.dicom.client import DicomClient, InstanceRef
-from drctl.dicom.digest import FileDigest, content_digest, file_digest
-from drctl.dicom.errors import DicomRetrieveFailed, DicomTruncated
-from drctl.dicom.peers import Peer, TlsSettings
-from drctl.dicom.records import InstanceRecord, SeriesRecord, StudyRecord
-from drctl.dicom.retrieve import GetSummary, MoveSummary
-from drctl.dicom.session import DicomSession
-from drctl.dicom.store import StoreProblem, StoreSummary
+from __future__ import annotations
 
-__all__ = [
-    "DicomClient",
-    "DicomRetrieveFailed",
-    "DicomSession",
-    "DicomTruncated",
-    "FileDigest",
-    "GetSummary",
-    "InstanceRecord",
-    "InstanceRef",
-    "MoveSummary",
-    "Peer",
-    "SeriesRecord",
-    "StoreProblem",
-    "StoreSummary",
-    "StudyRecord",
-    "TlsSettings",
-    "content_digest",
-    "file_digest",
-]
+import importlib
+
+_EXPORTS = {
+    "DicomClient": "client", "InstanceRef": "client",
+    "FileDigest": "digest", "content_digest": "digest", "file_digest": "digest",
+    "DicomRetrieveFailed": "errors", "DicomTruncated": "errors",
+    "Peer": "peers", "TlsSettings": "peers",
+    "InstanceRecord": "records", "SeriesRecord": "records", "StudyRecord": "records",
+    "GetSummary": "retrieve", "MoveSummary": "retrieve",
+    "DicomSession": "session",
+    "StoreProblem": "store", "StoreSummary": "store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'drctl.dicom' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"drctl.dicom.{module}"), name)
