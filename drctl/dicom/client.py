@@ -33,6 +33,7 @@ from drctl.dicom.association import (
     Link,
     associate,
     close,
+    pause_reactor,
 )
 from drctl.dicom.exchange import status_error
 from drctl.dicom.peers import Peer
@@ -85,6 +86,7 @@ class DicomClient:
         :meth:`open`, :class:`DicomStatusError`, :class:`DicomTimeout`."""
         with self._association(peer, [_context(Verification)]) as (assoc, link):
             link.touch()
+            pause_reactor(assoc)
             started = time.perf_counter()
             status = assoc.send_c_echo(msg_id=1)
             elapsed = time.perf_counter() - started

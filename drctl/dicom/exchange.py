@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import Association
 
 from drctl.dicom import status as st
-from drctl.dicom.association import Link
+from drctl.dicom.association import Link, pause_reactor
 from drctl.errors import DicomAborted, DicomError, DicomRejected, DicomStatusError
 
 
@@ -52,6 +52,7 @@ def exchange(
             hint="it was aborted, or idle longer than the timeout; open a new session",
         )
     link.touch()
+    pause_reactor(assoc)
     try:
         responses = send()
     except ValueError as exc:

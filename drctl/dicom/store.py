@@ -14,7 +14,7 @@ from pydicom.filereader import read_file_meta_info
 from pynetdicom import Association
 
 from drctl.dicom import status as st
-from drctl.dicom.association import Link
+from drctl.dicom.association import Link, pause_reactor
 from drctl.errors import DicomAborted
 
 
@@ -129,6 +129,7 @@ def send(assoc: Association, link: Link, items: Sequence[StoreItem]) -> StoreSum
         if not assoc.is_established:
             raise DicomAborted(f"the association with {link.peer} ended during C-STORE")
         link.touch()
+        pause_reactor(assoc)
         try:
             status = assoc.send_c_store(item.source, msg_id=number % 65535 or 1)
         except (ValueError, AttributeError) as exc:

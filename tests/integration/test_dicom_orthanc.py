@@ -195,6 +195,22 @@ def test_limit_find_results_still_yields_every_study(
     assert client.associations_opened == 1
 
 
+def test_back_to_back_truncated_finds_never_lose_an_answer(
+    limited: OrthancProcess, sample_archive: SampleArchive
+) -> None:
+    """pynetdicom's reactor may take a response that arrives right after the previous
+    request ended (its pause flag lags behind): an identifier silently lost, or a C-FIND
+    that never ends. drctl pauses the reactor itself (association.pause_reactor); without
+    it, this test failed about every other run."""
+    uids = [s.study_uid for s in sample_archive.studies]
+    dated = sum(1 for s in sample_archive.studies if s.study_date)
+    client = DicomClient(timeout=10)
+    for _ in range(20):
+        with client.open(peer_of(limited)) as session:
+            assert len(session.find_studies_by_uid(uids)) == len(uids)
+            assert len(session.find_studies("19000101-")) == dated
+
+
 def test_limit_find_instances_is_split_per_series(
     limited: OrthancProcess, sample_archive: SampleArchive
 ) -> None:

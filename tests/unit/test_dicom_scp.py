@@ -179,6 +179,17 @@ def test_truncated_wildcard_and_single_day_raise(truncating: ScpPacs) -> None:
     assert wildcard.value.status == 0xFE00
 
 
+def test_pause_reactor_waits_until_the_reactor_thread_blocks(pacs: ScpPacs) -> None:
+    from drctl.dicom.association import pause_reactor
+
+    with DicomClient(timeout=TIMEOUT).open(peer_of(pacs)) as session:
+        assoc = session.association
+        assert pause_reactor(assoc)
+        assert assoc._reactor_checkpoint._cond._waiters  # the reactor waits on it
+        assoc._reactor_checkpoint.set()
+        assert len(session.find_studies_by_uid([])) == 0
+
+
 def test_truncated_instance_list_is_asked_again_per_series() -> None:
     study_uid = generate_uid()
     series = [generate_uid() for _ in range(3)]
