@@ -174,6 +174,9 @@ class Controller(_Model):
     timeouts: Timeouts = Timeouts()
     heartbeat: Duration = 10.0
     stale_after: Duration = 60.0
+    # scheduler leadership per agent: a lease renewed every lease_ttl/3, taken over by
+    # another daemon of the same agent when it expires
+    lease_ttl: Duration = 15.0
 
     @property
     def state_dir(self) -> Path:
@@ -213,6 +216,9 @@ class Repository(_Model):
     check_read_subset: str = "1/28"
     cacert: Path | None = None
     insecure_tls: bool = False
+    # the agent whose daemon runs this repository's check and prune jobs (default: the
+    # agent of the first primary node that uses it)
+    agent: str | None = None
 
     @field_validator("url")
     @classmethod
@@ -318,6 +324,9 @@ class Drill(_Model):
     sandbox_postgres_password: Secret | None = None
     sandbox_http_port: int | None = Field(None, ge=1, le=65535)
     verify_all: bool = False
+    # the agent whose daemon runs scheduled drills (default: the standby's agent for a
+    # standby drill, else the agent of the first primary)
+    agent: str | None = None
 
 
 class Email(_Model):
@@ -357,6 +366,25 @@ class Settings(_Model):
     reports: Reports = Reports()
     # where the settings came from (for messages); not a config key
     source: str = Field("<memory>", exclude=True)
+
+    def repository_agent(self, name: str) -> str:
+        """The agent that runs ``name``'s check and prune jobs."""
+        repo = self.repository[name]
+        if repo.agent:
+            return repo.agent
+        for node_name, node in self.node.items():
+            if node.role == "primary" and self.repository_of(node_name) == name:
+                return node.agent
+        return local_agent()
+
+    def drill_agent(self) -> str:
+        """The agent that runs scheduled drills."""
+        if self.drill.agent:
+            return self.drill.agent
+        if self.drill.mode != "sandbox" and self.drill.mode in self.node:
+            return self.node[self.drill.mode].agent
+        primaries = self.primaries()
+        return next(iter(primaries.values())).agent if primaries else local_agent()
 
     def repository_of(self, node_name: str) -> str:
         """Name of the repository that holds ``node_name``'s snapshots."""
