@@ -21,7 +21,7 @@ from sqlalchemy import exists, select
 from drctl import locks
 from drctl.actions.context import Context
 from drctl.actions.indexcopy import add_copy_rows, take_copy
-from drctl.actions.replication_plan import Applied, Plan, staging
+from drctl.actions.replication_plan import Applied, Plan, drilled_since, staging
 from drctl.catalog.models import IndexCopy, Record, Replication
 from drctl.errors import JobFailed
 from drctl.indexdb import sqlite_index
@@ -179,18 +179,18 @@ def _fresh_copy(
 
 
 def _installed(ctx: Context, standby: str, copy_id: int) -> bool:
-    """True when the standby's newest replication installed copy ``copy_id``."""
+    """True when the standby's newest replication installed copy ``copy_id`` and no drill
+    has restored another index onto it since."""
     with ctx.catalog.session() as s:
         newest = s.scalars(
-            select(Replication.index_copy_id)
-            .where(
-                Replication.site == ctx.site,
-                Replication.standby == standby,
-            )
+            select(Replication)
+            .where(Replication.site == ctx.site, Replication.standby == standby)
             .order_by(Replication.finished_at.desc(), Replication.id.desc())
             .limit(1)
         ).first()
-    return newest == copy_id
+        if newest is None or newest.index_copy_id != copy_id:
+            return False
+        return drilled_since(s, ctx.site, standby, newest.finished_at) is None
 
 
 def _check_copy(primary: PacsNode, copy, row: IndexCopy) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from drctl.actions.replication_plan import (
     PRIMARY_POSITION_TIMEOUT_S,
     Plan,
     copy_lag,
+    drilled_since,
     plan_for,
     primary_changed,
     primary_position,
@@ -174,7 +175,15 @@ def _copy_index(ctx: Context, primary: PacsNode, st: StandbyStatus, now: datetim
             .order_by(Replication.finished_at.desc(), Replication.id.desc())
             .limit(1)
         ).first()
+        drill = drilled_since(s, ctx.site, st.standby, rep.finished_at) if rep else None
     if rep is None or rep.source_time is None:
+        return
+    if drill is not None:
+        st.problems.append(
+            f"drill {drill} restored a snapshot onto {st.standby} after its last "
+            f"replication: its index is no longer the replicated one (run `drctl replicate "
+            f"run --node {st.standby}`)"
+        )
         return
     st.position, st.index_time = rep.position, rep.source_time
     st.index_age_s = max(0.0, (now - rep.source_time).total_seconds())

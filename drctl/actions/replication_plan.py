@@ -17,7 +17,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import select
+
+from drctl.catalog.models import Drill
 from drctl.config import Node, Settings
 from drctl.errors import DrctlError, UsageError
 from drctl.pacs.base import PacsNode
@@ -129,6 +133,17 @@ def primary_position(primary: PacsNode) -> int | None:
     except DrctlError as exc:
         log.info("primary %s: change position unknown (%s)", primary.name, exc)
         return None
+
+
+def drilled_since(session: Any, site: str, standby: str, since: datetime) -> int | None:
+    """The newest drill that restored a snapshot onto ``standby`` after ``since`` (its
+    index is then the drilled snapshot's, no longer the replicated one), or None."""
+    return session.scalars(
+        select(Drill.id)
+        .where(Drill.site == site, Drill.standby == standby, Drill.started_at > since)
+        .order_by(Drill.started_at.desc())
+        .limit(1)
+    ).first()
 
 
 def primary_changed(primary: PacsNode, position: str | None, current: int | None) -> bool | None:

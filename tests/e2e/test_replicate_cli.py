@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from drctl.catalog.models import Alarm, AuditEvent, Replication
+from drctl.catalog.models import Alarm, AuditEvent, Drill, Replication
 from drctl.sample import SampleArchive, generate, more
 from tests.support.drctl_env import DrctlEnv, make_env
 from tests.support.nodes import ManagedNode, managed_node
@@ -158,6 +158,24 @@ def test_status_reports_lag_ages_and_rpo_and_breaches_on_stale_images(site: Site
     stale = _status(site, expect=1)
     assert stale["lag_s"] == 0.0 and stale["rpo_s"] > 2
     assert any("exceeds drill.max_rpo" in p for p in stale["problems"]), stale
+
+    # a standby drill replaced the standby's index: status says replication is needed
+    ctx = site.env.context()
+    with ctx.catalog.session() as s:
+        s.add(
+            Drill(
+                site=ctx.site,
+                node="primary",
+                repository="local",
+                standby="standby",
+                snapshot_id=backup["snapshot_id"],
+                scope="partial",
+                verdict="passed",
+                started_at=datetime.now(UTC),
+            )
+        )
+    drilled = _status(site, expect=1)
+    assert any("restored a snapshot onto standby" in p for p in drilled["problems"]), drilled
 
 
 def test_open_alarm_pauses_replication_unless_forced(site: Site):
