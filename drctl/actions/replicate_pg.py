@@ -147,11 +147,13 @@ def _swap(standby: PacsNode, conn: Any, names: Names, details: dict) -> float:
     swap back and start it on the previous one. Returns the outage."""
     had_live: list[bool] = []
     try:
+        details["outage"] = {}
         return restart_around(
             standby,
             lambda: had_live.append(
                 pg_databases.swap(conn, live=names.live, new=names.new, prev=names.prev)
             ),
+            details["outage"],
         )
     except DrctlError as exc:
         if not had_live:

@@ -62,7 +62,10 @@ def replicate_sqlite(ctx: Context, plan: Plan, run, *, fresh: bool) -> Applied:
     folder = staging(ctx.settings.controller.state_dir, ctx.site, plan.standby)
     studies, seq, staged = _stage(restic, primary, row, folder / "index.sqlite", target)
     standby = pacs_node(ctx.settings, plan.standby)
-    outage = restart_around(standby, lambda: sqlite_index.swap_in(staged, target))
+    details["outage"] = {}
+    outage = restart_around(
+        standby, lambda: sqlite_index.swap_in(staged, target), details["outage"]
+    )
     log.info(
         "standby %s: index copy %s installed (%d studies, outage %.1fs)",
         plan.standby,
@@ -104,11 +107,14 @@ def _stage(
         copy.unlink(missing_ok=True)
 
 
-def restart_around(node: PacsNode, change: Callable[[], None]) -> float:
+def restart_around(node: PacsNode, change: Callable[[], None], phases: dict | None = None) -> float:
     """Stop ``node``, run ``change``, start it again (also when ``change`` failed: the
-    node comes back on whatever index it has). Returns the outage: stop to C-ECHO."""
+    node comes back on whatever index it has). Returns the outage: stop to C-ECHO;
+    ``phases`` receives the seconds of each step (``stop_s``, ``swap_s``, ``start_s``)."""
+    phases = {} if phases is None else phases
     started = time.monotonic()
     node.stop()
+    phases["stop_s"] = round(time.monotonic() - started, 3)
     try:
         change()
     except BaseException:
@@ -117,7 +123,10 @@ def restart_around(node: PacsNode, change: Callable[[], None]) -> float:
         except Exception as exc:  # the original failure is what the run must report
             log.error("node %s did not come back after a failed swap: %s", node.name, exc)
         raise
+    swapped = time.monotonic()
+    phases["swap_s"] = round(swapped - started - phases["stop_s"], 3)
     node.start()
+    phases["start_s"] = round(time.monotonic() - swapped, 3)
     return time.monotonic() - started
 
 
