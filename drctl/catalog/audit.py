@@ -8,8 +8,10 @@ detectable too: the anchor names a row the catalog no longer has.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
+import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,9 +20,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drctl.catalog.models import AuditEvent
-from drctl.catalog.runs import current_user
 
 GENESIS = "0" * 64
+
+
+def current_user() -> str:
+    """The OS user running drctl."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
 
 
 def event_hash(prev_hash: str, *, at: datetime, user: str, host: str, command: str,
@@ -62,8 +71,31 @@ class ChainReport:
                 "head_hash": self.head_hash, "problems": self.problems}
 
 
-def verify_chain(session: Session, anchor: tuple[int, str] | None = None) -> ChainReport:
-    """Walk the chain. ``anchor`` (id, hash) from the repository detects a cut tail."""
+def head(session: Session) -> tuple[int, str] | None:
+    """(id, hash) of the newest event, or None for an empty trail."""
+    row = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc()).limit(1)).first()
+    return (row.id, row.hash) if row else None
+
+
+ANCHOR_PREFIX_LEN = 16
+
+
+def anchor_tag(event_id: int, event_hash: str) -> str:
+    """The restic tag that anchors the chain head outside the catalog."""
+    return f"audit:{event_id}.{event_hash[:ANCHOR_PREFIX_LEN]}"
+
+
+def parse_anchor(tag: str) -> tuple[int, str] | None:
+    if not tag.startswith("audit:"):
+        return None
+    ident, _, prefix = tag[6:].partition(".")
+    return (int(ident), prefix) if ident.isdigit() and prefix else None
+
+
+def verify_chain(session: Session, anchors: list[tuple[int, str]] = ()) -> ChainReport:
+    """Walk the chain, then check every anchor (id, hash prefix) written to the repository:
+    a row an anchor names must still exist with that hash, so an edited, deleted or
+    truncated tail is detected even after new events were appended."""
     problems: list[str] = []
     prev = GENESIS
     last_id, count, last_hash = None, 0, None
@@ -79,13 +111,12 @@ def verify_chain(session: Session, anchor: tuple[int, str] | None = None) -> Cha
         if expected != row.hash:
             problems.append(f"event {row.id}: content does not match its hash (edited)")
         prev, last_id, last_hash = row.hash, row.id, row.hash
-    if anchor is not None:
-        anchor_id, anchor_hash = anchor
-        if last_id is None or last_id < anchor_id:
-            problems.append(f"the repository anchor names event {anchor_id}, the catalog ends "
-                            f"at {last_id}: the tail was truncated")
-        else:
-            row = session.get(AuditEvent, anchor_id)
-            if row is None or row.hash != anchor_hash:
-                problems.append(f"event {anchor_id} differs from the anchor in the repository")
+    for anchor_id, prefix in sorted(set(anchors)):
+        row = session.get(AuditEvent, anchor_id)
+        if row is None:
+            problems.append(f"event {anchor_id}, anchored in the repository, is missing from "
+                            "the catalog (deleted or truncated)")
+        elif not row.hash.startswith(prefix):
+            problems.append(f"event {anchor_id} differs from its anchor in the repository "
+                            "(rewritten)")
     return ChainReport(not problems, count, last_id, last_hash, problems)

@@ -15,10 +15,10 @@ only helps on the same host; the heartbeat works across hosts.
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +26,8 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from drctl.catalog import audit
+from drctl.catalog.audit import current_user
 from drctl.catalog.db import Catalog
 from drctl.catalog.models import Run
 from drctl.errors import CatalogUnavailable, DrctlError, Interrupted
@@ -35,11 +37,10 @@ log = logging.getLogger(__name__)
 FINAL_STATES = ("succeeded", "warning", "failed", "interrupted")
 
 
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+def command_line(kind: str) -> str:
+    """What was run: drctl's own argv (it never holds a secret), or the run kind."""
+    argv = sys.argv[1:] if sys.argv and os.path.basename(sys.argv[0]).startswith("drctl") else []
+    return "drctl " + " ".join(argv) if argv else kind
 
 
 @dataclass
@@ -146,6 +147,9 @@ class start_run:  # noqa: N801 - used as a context manager, reads like a verb
                             ended_at=datetime.now(UTC), heartbeat_at=datetime.now(UTC),
                             details=handle.details)
                 )
+                target = "/".join(x for x in (self.repository, self.node) if x) or None
+                audit.append(s, command_line(self.kind), target=target,
+                             result=handle.state, run_id=handle.id)
         except CatalogUnavailable:
             if exc is None:
                 raise
