@@ -49,11 +49,18 @@ class DemoResult:
     duration_s: float
 
     def to_json(self) -> dict:
-        return {"dir": str(self.folder), "config": str(self.config), "studies": self.studies,
-                "instances": self.instances, "snapshot_id": self.backup.snapshot_id,
-                "backup_state": self.backup.state, "state": self.drill.verdict,
-                "report": self.drill.report_path, "drill": self.drill.to_json(),
-                "duration_s": round(self.duration_s, 1)}
+        return {
+            "dir": str(self.folder),
+            "config": str(self.config),
+            "studies": self.studies,
+            "instances": self.instances,
+            "snapshot_id": self.backup.snapshot_id,
+            "backup_state": self.backup.state,
+            "state": self.drill.verdict,
+            "report": self.drill.report_path,
+            "drill": self.drill.to_json(),
+            "duration_s": round(self.duration_s, 1),
+        }
 
 
 def prepare(folder: Path) -> Path:
@@ -62,10 +69,17 @@ def prepare(folder: Path) -> Path:
     folder = folder.resolve()
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER).exists():
-            raise UsageError(f"{folder} is not empty and holds no earlier demo",
-                             hint="pass --dir with a new or empty folder")
-        local_node("orthanc", folder / "primary", name="primary", aet=PRIMARY_AET,
-                   controller_aet=CONTROLLER_AET).stop()
+            raise UsageError(
+                f"{folder} is not empty and holds no earlier demo",
+                hint="pass --dir with a new or empty folder",
+            )
+        local_node(
+            "orthanc",
+            folder / "primary",
+            name="primary",
+            aet=PRIMARY_AET,
+            controller_aet=CONTROLLER_AET,
+        ).stop()
         for child in folder.iterdir():
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
@@ -96,15 +110,21 @@ def _toml(value) -> str:
 def write_config(folder: Path, node_table: dict) -> Path:
     """The demo's drctl.toml (secrets in 0600 files beside it, never in the file)."""
     tables = {
-        "controller": {"site": "demo", "data_dir": folder / "state",
-                       "phi_key": _secret_file(folder / "secrets" / "phi.key",
-                                               secrets.token_hex(32))},
-        "repository.local": {"url": folder / "repository",
-                             "password": _secret_file(folder / "secrets" / "restic.pass",
-                                                      secrets.token_urlsafe(24))},
+        "controller": {
+            "site": "demo",
+            "data_dir": folder / "state",
+            "phi_key": _secret_file(folder / "secrets" / "phi.key", secrets.token_hex(32)),
+        },
+        "repository.local": {
+            "url": folder / "repository",
+            "password": _secret_file(folder / "secrets" / "restic.pass", secrets.token_urlsafe(24)),
+        },
         "node.primary": node_table,
-        "drill": {"mode": "sandbox", "report_dir": folder / "reports",
-                  "sandbox_dir": folder / "sandbox"},
+        "drill": {
+            "mode": "sandbox",
+            "report_dir": folder / "reports",
+            "sandbox_dir": folder / "sandbox",
+        },
     }
     lines = ["# written by `drctl demo`; secrets are in ./secrets (mode 0600)"]
     for name, table in tables.items():
@@ -116,8 +136,9 @@ def write_config(folder: Path, node_table: dict) -> Path:
     return path
 
 
-def run_demo(folder: Path, studies: int, *, say: Callable[[str], None],
-             on_progress=None) -> DemoResult:
+def run_demo(
+    folder: Path, studies: int, *, say: Callable[[str], None], on_progress=None
+) -> DemoResult:
     """The whole demo; returns what it did. Raises UsageError for a foreign folder, and
     the errors of the steps (the primary is stopped in every case)."""
     if studies < 1:
@@ -126,10 +147,17 @@ def run_demo(folder: Path, studies: int, *, say: Callable[[str], None],
     folder = prepare(folder)
     say(f"demo folder: {folder}")
     archive = generate(folder / "sample", studies=studies, seed=SEED)
-    say(f"sample archive: {len(archive.studies)} studies, {len(archive.instances)} instances "
-        "(synthetic patients)")
-    primary = local_node("orthanc", folder / "primary", name="primary", aet=PRIMARY_AET,
-                         controller_aet=CONTROLLER_AET)
+    say(
+        f"sample archive: {len(archive.studies)} studies, {len(archive.instances)} instances "
+        "(synthetic patients)"
+    )
+    primary = local_node(
+        "orthanc",
+        folder / "primary",
+        name="primary",
+        aet=PRIMARY_AET,
+        controller_aet=CONTROLLER_AET,
+    )
     catalog = None
     try:
         primary.start()
@@ -151,5 +179,12 @@ def run_demo(folder: Path, studies: int, *, say: Callable[[str], None],
         primary.stop()
         if catalog is not None:
             catalog.close()
-    return DemoResult(folder, config_path, len(archive.studies), len(archive.instances),
-                      backup, report, time.monotonic() - started)
+    return DemoResult(
+        folder,
+        config_path,
+        len(archive.studies),
+        len(archive.instances),
+        backup,
+        report,
+        time.monotonic() - started,
+    )

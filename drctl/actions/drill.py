@@ -73,16 +73,39 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
     restic = ctx.restic(repo_name)
     snapshot, copy = pick_snapshot(ctx, primary, options.snapshot)
     drill_steps.validate_target(ctx, primary, target)
-    guard = (locks.try_hold(locks.lock_path(ctx.settings.controller.state_dir / "locks", "node",
-                                            f"{ctx.site}/{target}"), what=f"drill on standby {target}")
-             if target != "sandbox" else contextlib.nullcontext())
-    with guard, ctx.run("drill", node=primary, repository=repo_name,
-                        details={"standby": target, "snapshot_id": snapshot.snapshot_id}) as run:
+    guard = (
+        locks.try_hold(
+            locks.lock_path(
+                ctx.settings.controller.state_dir / "locks", "node", f"{ctx.site}/{target}"
+            ),
+            what=f"drill on standby {target}",
+        )
+        if target != "sandbox"
+        else contextlib.nullcontext()
+    )
+    with (
+        guard,
+        ctx.run(
+            "drill",
+            node=primary,
+            repository=repo_name,
+            details={"standby": target, "snapshot_id": snapshot.snapshot_id},
+        ) as run,
+    ):
         drill_id = drill_record.start_drill(ctx, run.id, primary, repo_name, snapshot, target)
         state = drill_steps.DrillState(
-            ctx=ctx, run=run, drill_id=drill_id, primary=primary, target=target,
-            repository=repo_name, restic=restic, snapshot=snapshot, copy=copy,
-            options=options, seed=options.seed if options.seed is not None else secrets.randbits(32))
+            ctx=ctx,
+            run=run,
+            drill_id=drill_id,
+            primary=primary,
+            target=target,
+            repository=repo_name,
+            restic=restic,
+            snapshot=snapshot,
+            copy=copy,
+            options=options,
+            seed=options.seed if options.seed is not None else secrets.randbits(32),
+        )
         try:
             restic.open()
         except UnavailableError as exc:
@@ -100,8 +123,9 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
         report = drill_record.finish(ctx, state)
         if report.verdict != "passed":
             run.finish("failed", report.reason)
-        run.details.update({"drill_id": drill_id, "verdict": report.verdict,
-                            "report": report.report_path})
+        run.details.update(
+            {"drill_id": drill_id, "verdict": report.verdict, "report": report.report_path}
+        )
     return report
 
 
@@ -112,11 +136,14 @@ def resolve_primary(ctx: Context, options: DrillOptions) -> str:
     if options.node:
         node = ctx.node(options.node)
         if node.role != "primary":
-            raise UsageError(f"node {options.node} is a standby; --node names the primary "
-                             "whose snapshot is drilled")
+            raise UsageError(
+                f"node {options.node} is a standby; --node names the primary "
+                "whose snapshot is drilled"
+            )
         return options.node
-    standby = options.standby or (ctx.settings.drill.mode
-                                  if ctx.settings.drill.mode != "sandbox" else None)
+    standby = options.standby or (
+        ctx.settings.drill.mode if ctx.settings.drill.mode != "sandbox" else None
+    )
     if standby and not options.sandbox and standby in nodes and nodes[standby].primary:
         return nodes[standby].primary  # type: ignore[return-value]
     primaries = list(ctx.settings.primaries())
@@ -139,8 +166,10 @@ def resolve_target(ctx: Context, options: DrillOptions, primary: str) -> str:
     if node.role != "standby":
         raise UsageError(f"node {name} is not a standby (role = {node.role!r})")
     if node.agent != local_agent():
-        raise UsageError(f"standby {name} belongs to agent {node.agent}; run the drill there "
-                         f"(this host is agent {local_agent()})")
+        raise UsageError(
+            f"standby {name} belongs to agent {node.agent}; run the drill there "
+            f"(this host is agent {local_agent()})"
+        )
     return name
 
 
@@ -152,16 +181,22 @@ def pick_snapshot(ctx: Context, node: str, ref: str | None) -> tuple[Snapshot, I
         snapshot = resolve_snapshot(ctx, ref, node=node)
     else:
         with ctx.catalog.session() as s:
-            snapshot = s.scalars(select(Snapshot).where(
-                Snapshot.site == ctx.site, Snapshot.node == node,
-                Snapshot.forgotten_at.is_(None), Snapshot.status.in_(GOOD_STATUSES),
-            ).order_by(Snapshot.time.desc(), Snapshot.id.desc()).limit(1)).first()
+            snapshot = s.scalars(
+                select(Snapshot)
+                .where(
+                    Snapshot.site == ctx.site,
+                    Snapshot.node == node,
+                    Snapshot.forgotten_at.is_(None),
+                    Snapshot.status.in_(GOOD_STATUSES),
+                )
+                .order_by(Snapshot.time.desc(), Snapshot.id.desc())
+                .limit(1)
+            ).first()
         if snapshot is None:
-            raise SnapshotNotFound(f"node {node} has no complete snapshot in the catalog",
-                                   hint="run `drctl backup run` first, or name one with "
-                                        "--snapshot")
+            raise SnapshotNotFound(
+                f"node {node} has no complete snapshot in the catalog",
+                hint="run `drctl backup run` first, or name one with --snapshot",
+            )
     with ctx.catalog.session() as s:
         copy = s.get(IndexCopy, snapshot.index_copy_id) if snapshot.index_copy_id else None
     return snapshot, copy
-
-

@@ -6,20 +6,17 @@ answering) ends the chain, and what was not verified stays unproven.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from drctl.actions.check import run_check
 from drctl.actions.context import Context
+from drctl.actions.drill_restore import describe, restore
 from drctl.drill import checks
 from drctl.drill.findings import (
     REPOSITORY_DAMAGED,
-    RESTORE_FAILED,
     STANDBY_UNREACHABLE,
     VERIFICATION_INCOMPLETE,
     Finding,
@@ -27,11 +24,10 @@ from drctl.drill.findings import (
 )
 from drctl.drill.phases import PhaseClock, projected_rto, rpo, target_findings
 from drctl.drill.plan import DrillPlan, choose_scope, make_plan
+from drctl.drill.served import served_layer
 from drctl.errors import DicomError, DrctlError, Interrupted, UsageError
 from drctl.pacs.base import pacs_node
-from drctl.pacs.restored import RestoreOptions
 from drctl.verify.manifest_store import instances_at, studies_at
-from drctl.verify.records import record_filename
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +79,7 @@ class DrillState:
         """Manifest instances of ``study_uids``, read a batch of studies at a time."""
         uids = sorted(study_uids)
         for i in range(0, len(uids), STUDY_BATCH):
-            yield from self.instances_of(uids[i:i + STUDY_BATCH])
+            yield from self.instances_of(uids[i : i + STUDY_BATCH])
 
     @property
     def studies_verified(self) -> int:
@@ -91,8 +87,9 @@ class DrillState:
         if index is None or self.verified_after is None:
             return 0
         bad = failing_studies(self.findings)
-        return sum(1 for s in self.studies if s.study_uid in index.proven
-                   and s.study_uid not in bad)
+        return sum(
+            1 for s in self.studies if s.study_uid in index.proven and s.study_uid not in bad
+        )
 
     @property
     def restored_studies(self) -> list[str]:
@@ -108,13 +105,18 @@ def validate_target(ctx: Context, primary: str, target: str) -> None:
     source = ctx.settings.node[primary]
     if target == "sandbox":
         if source.index_kind == "postgresql" and not ctx.settings.drill.sandbox_postgres:
-            raise UsageError(f"node {primary} has a PostgreSQL index: a sandbox drill needs "
-                             "drill.sandbox_postgres", hint="or drill on a standby (--standby)")
+            raise UsageError(
+                f"node {primary} has a PostgreSQL index: a sandbox drill needs "
+                "drill.sandbox_postgres",
+                hint="or drill on a standby (--standby)",
+            )
         return
     standby = ctx.settings.node[target]
     if standby.kind != source.kind or standby.index_kind != source.index_kind:
-        raise UsageError(f"standby {target} ({standby.kind}, {standby.index_kind} index) cannot "
-                         f"take snapshots of {primary} ({source.kind}, {source.index_kind} index)")
+        raise UsageError(
+            f"standby {target} ({standby.kind}, {standby.index_kind} index) cannot "
+            f"take snapshots of {primary} ({source.kind}, {source.index_kind} index)"
+        )
     if not (standby.start and standby.stop):
         raise UsageError(f"node.{target}: a standby drill needs its start and stop commands")
 
@@ -140,125 +142,48 @@ def check(state: DrillState) -> None:
     state.progress("check")
     with state.clock.phase("check") as detail:
         result = run_check(state.ctx, state.repository)
-        detail.update({"subset": result.subset, "check_run_id": result.run_id,
-                       "waited_s": round(result.waited_s, 3)})
+        detail.update(
+            {
+                "subset": result.subset,
+                "check_run_id": result.run_id,
+                "waited_s": round(result.waited_s, 3),
+            }
+        )
         if not result.ok:
             state.clock.fail("check")
-            state.findings.append(Finding(REPOSITORY_DAMAGED, None, f"restic check (read "
-                                          f"subset {result.subset}) found damage: "
-                                          f"{result.error}", "check"))
+            state.findings.append(
+                Finding(
+                    REPOSITORY_DAMAGED,
+                    None,
+                    f"restic check (read subset {result.subset}) found damage: {result.error}",
+                    "check",
+                )
+            )
 
 
 def plan(state: DrillState) -> None:
     settings = state.ctx.settings.drill
     options = state.options
-    scope, why = choose_scope(options.scope, settings.scope, state.snapshot.total_bytes or 0,
-                              settings.full_max_bytes)
+    scope, why = choose_scope(
+        options.scope, settings.scope, state.snapshot.total_bytes or 0, settings.full_max_bytes
+    )
     verify_all = settings.verify_all if options.verify_all is None else options.verify_all
     state.plan = make_plan(
-        state.studies, state.instances_of, scope=scope, scope_reason=why,
+        state.studies,
+        state.instances_of,
+        scope=scope,
+        scope_reason=why,
         sample_studies=_pick(options.sample_studies, settings.sample_studies),
         sample_instances=_pick(options.sample_instances, settings.sample_instances),
-        verify_all=verify_all, seed=state.seed)
+        verify_all=verify_all,
+        seed=state.seed,
+    )
     if not state.studies:
         state.notes.append("the snapshot's manifest holds no study")
 
 
 def _pick(value: int | None, default: int) -> int:
     return default if value is None else value
-
-
-def restore_options(ctx: Context, workdir: Path) -> RestoreOptions:
-    drill = ctx.settings.drill
-    password = drill.sandbox_postgres_password
-    return RestoreOptions(workdir=workdir, controller_aet=ctx.settings.controller.aet,
-                          start_timeout=ctx.settings.controller.timeouts.node_start,
-                          postgres=drill.sandbox_postgres,
-                          postgres_password=password.resolve() if password else None,
-                          http_port=drill.sandbox_http_port)
-
-
-def work_dir(ctx: Context, drill_id: int, target: str) -> Path:
-    """A folder of this drill's own: the sandbox itself, or a standby's staging."""
-    state_dir = ctx.settings.controller.state_dir
-    base = (ctx.settings.drill.sandbox_dir or state_dir / "sandbox") if target == "sandbox" \
-        else state_dir / "drill-work"
-    return base / f"{ctx.site}-drill-{drill_id}-{os.getpid()}"
-
-
-def restore(state: DrillState) -> bool:
-    """Restore storage (all files, or the sampled studies' files) and the index copy,
-    and install them. False (and a ``restore_failed`` finding) when that fails."""
-    assert state.plan is not None
-    state.progress("restore")
-    with state.clock.phase("restore") as detail:
-        try:
-            _restore(state, detail)
-        except (Interrupted, KeyboardInterrupt):
-            raise
-        except (DrctlError, OSError) as exc:
-            state.clock.fail("restore")
-            detail["error"] = _describe(exc)
-            state.findings.append(Finding(RESTORE_FAILED, None, _describe(exc), "restore"))
-            return False
-    return True
-
-
-def _restore(state: DrillState, detail: dict) -> None:
-    ctx, plan_ = state.ctx, state.plan
-    assert plan_ is not None
-    if state.copy is None:
-        raise DrctlError(f"snapshot {state.snapshot.short_id} has no paired index copy in the "
-                         "catalog; it cannot be restored as a working node")
-    options = restore_options(ctx, work_dir(ctx, state.drill_id, state.target))
-    if state.target == "sandbox":
-        state.node = pacs_node(ctx.settings, state.primary).sandbox(options)
-    else:
-        state.node = pacs_node(ctx.settings, state.target).standby_restore(options)
-    includes: list[str] = []
-    if plan_.scope == "partial":
-        chosen = state.instances_of(plan_.sampled_studies)
-        includes = ["/" + i.path for i in chosen]
-        state.restored_bytes = sum(i.size for i in chosen)
-    else:
-        state.restored_bytes = state.snapshot.total_bytes or 0
-    started = time.monotonic()
-    if includes or plan_.scope == "full":
-        state.restic.restore(state.snapshot.snapshot_id, state.node.restore_dir,
-                             includes=includes,
-                             watch=_growth(state.node.restore_dir, state.restored_bytes, state))
-    state.restore_s = time.monotonic() - started
-    kind = state.copy.kind
-    suffix = "sqlite" if kind == "sqlite" else "dump"
-    index_file = state.node.index_download(kind)
-    state.restic.dump_to(state.copy.record_id, "/" + record_filename("index", state.primary,
-                                                                      suffix), index_file)
-    index_bytes = index_file.stat().st_size
-    state.node.install()
-    detail.update({"scope": plan_.scope, "bytes": state.restored_bytes,
-                   "files_included": len(includes) if includes else None,
-                   "restic_s": round(state.restore_s, 3), "index_bytes": index_bytes,
-                   "throughput_bps": round(state.restored_bytes / state.restore_s)
-                   if state.restore_s > 0 else None})
-
-
-def _growth(folder: Path, total: int, state: DrillState) -> Callable[[], bool]:
-    """A ``watch`` for restic restore (0.14 prints no progress): True when the target's
-    filesystem grew since the last call; also feeds the progress bar."""
-    def used() -> int:
-        st = os.statvfs(folder)
-        return (st.f_blocks - st.f_bfree) * st.f_frsize
-
-    first = last = used()
-
-    def watch() -> bool:
-        nonlocal last
-        now = used()
-        grew, last = now != last, now
-        state.progress("restore", max(0, now - first), total or None)
-        return grew
-
-    return watch
 
 
 def _hook(state: DrillState) -> bool:
@@ -278,10 +203,16 @@ def start(state: DrillState) -> bool:
             raise
         except DrctlError as exc:
             state.clock.fail("start")
-            detail["error"] = _describe(exc)
+            detail["error"] = describe(exc)
             what = "the sandbox" if state.target == "sandbox" else f"standby {state.target}"
-            state.findings.append(Finding(STANDBY_UNREACHABLE, None, f"{what} did not come up "
-                                          f"on the restored data: {_describe(exc)}", "start"))
+            state.findings.append(
+                Finding(
+                    STANDBY_UNREACHABLE,
+                    None,
+                    f"{what} did not come up on the restored data: {describe(exc)}",
+                    "start",
+                )
+            )
             return False
         finally:
             state.target_info = state.node.describe()
@@ -306,17 +237,34 @@ def verify(state: DrillState) -> None:
                 _keep(state, checks.extra_layer(session, {s.study_uid for s in state.studies}))
                 _keep(state, checks.instance_layer(session, sampled))
         except DicomError as exc:
-            state.findings.append(Finding(VERIFICATION_INCOMPLETE, None, "no C-FIND association "
-                                          f"with the restored node: {exc}", "index"))
+            state.findings.append(
+                Finding(
+                    VERIFICATION_INCOMPLETE,
+                    None,
+                    f"no C-FIND association with the restored node: {exc}",
+                    "index",
+                )
+            )
         find_associations = client.associations_opened
         restored = state.restored_studies
-        _keep(state, checks.file_layer(state.node.storage_dir, state.iter_instances(restored),
-                                       hash_all=plan_.verify_all, hash_keys=plan_.served_keys))
+        _keep(
+            state,
+            checks.file_layer(
+                state.node.storage_dir,
+                state.iter_instances(restored),
+                hash_all=plan_.verify_all,
+                hash_keys=plan_.served_keys,
+            ),
+        )
         served = list(state.iter_instances(restored)) if plan_.verify_all else list(plan_.served)
-        _keep(state, checks.served_layer(client, peer, served))
-        detail["associations"] = {"find": find_associations,
-                                  "get": client.associations_opened - find_associations}
-        detail["layers"] = {name: round(layer.duration_s, 3) for name, layer in state.layers.items()}
+        _keep(state, served_layer(client, peer, served))
+        detail["associations"] = {
+            "find": find_associations,
+            "get": client.associations_opened - find_associations,
+        }
+        detail["layers"] = {
+            name: round(layer.duration_s, 3) for name, layer in state.layers.items()
+        }
     state.verified_after = state.clock.elapsed()
 
 
@@ -332,8 +280,12 @@ def timing(state: DrillState) -> None:
     if state.verified_after is not None and plan_ is not None:
         state.rto_measured_s = state.rto_s = state.verified_after
         if plan_.scope == "partial":
-            projected = projected_rto(state.verified_after, state.restore_s,
-                                      state.restored_bytes, state.snapshot.total_bytes or 0)
+            projected = projected_rto(
+                state.verified_after,
+                state.restore_s,
+                state.restored_bytes,
+                state.snapshot.total_bytes or 0,
+            )
             if projected is not None:
                 state.rto_s, state.rto_projected = projected, True
     newest = None
@@ -345,10 +297,11 @@ def timing(state: DrillState) -> None:
         state.notes.append(f"RPO measured against now: the primary did not answer ({exc})")
     pair = state.snapshot.pair_time or state.snapshot.time
     state.rpo_s, state.rpo_basis = rpo(pair, newest, datetime.now(UTC))
-    state.findings += target_findings(rto_s=state.rto_s, rto_projected=state.rto_projected,
-                                      max_rto=settings.max_rto, rpo_s=state.rpo_s,
-                                      rpo_basis=state.rpo_basis, max_rpo=settings.max_rpo)
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, DrctlError) else f"{type(exc).__name__}: {exc}"
+    state.findings += target_findings(
+        rto_s=state.rto_s,
+        rto_projected=state.rto_projected,
+        max_rto=settings.max_rto,
+        rpo_s=state.rpo_s,
+        rpo_basis=state.rpo_basis,
+        max_rpo=settings.max_rpo,
+    )

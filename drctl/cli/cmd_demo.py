@@ -14,12 +14,21 @@ from drctl.config import format_duration
 
 
 @click.command("demo")
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("drctl-demo"), show_default=True,
-              help="Folder for everything the demo makes (emptied when it holds an earlier "
-                   "demo).")
-@click.option("--studies", type=click.IntRange(min=1, max=5000), default=40, show_default=True,
-              help="Synthetic studies in the sample archive.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("drctl-demo"),
+    show_default=True,
+    help="Folder for everything the demo makes (emptied when it holds an earlier demo).",
+)
+@click.option(
+    "--studies",
+    type=click.IntRange(min=1, max=5000),
+    default=40,
+    show_default=True,
+    help="Synthetic studies in the sample archive.",
+)
 @click.pass_obj
 def command(app, folder, studies):
     """Back up a sample archive from a local Orthanc and prove it restores: a drill in a
@@ -29,9 +38,11 @@ def command(app, folder, studies):
     drill = result.drill
 
     def render(out):
-        out.print(f"drill {state(drill.verdict)}: {drill.studies_verified} of "
-                  f"{drill.studies_expected} studies verified in a sandbox, RTO "
-                  f"{format_duration(drill.rto_s)}, RPO {format_duration(drill.rpo_s)}")
+        out.print(
+            f"drill {state(drill.verdict)}: {drill.studies_verified} of "
+            f"{drill.studies_expected} studies verified in a sandbox, RTO "
+            f"{format_duration(drill.rto_s)}, RPO {format_duration(drill.rpo_s)}"
+        )
         for f in drill.findings:
             out.print(f"  [red]{f['kind']}[/] {f.get('study_uid') or ''} {f['detail']}")
         out.print(f"report: {drill.report_path}")

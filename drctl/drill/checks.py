@@ -7,8 +7,8 @@
 - instances: instance-level C-FIND of the sampled studies, every SOP Instance UID present;
 - files: every restored file of the manifest exists with its recorded size (a stat), and
   the sampled ones (all with ``verify_all``) hash to the recorded MD5;
-- served: C-GET of the sampled instances, each proposed in its stored (SOP class, transfer
-  syntax) pair, and the content digest of what arrives compared with the manifest.
+- served (:mod:`drctl.drill.served`): C-GET of the sampled instances in their stored
+  (SOP class, transfer syntax) pairs, content digests compared with the manifest.
 
 A C-FIND pass proves the index only (Orthanc answers it from its database); the file and
 served layers prove the images.
@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drctl.dicom.client import MAX_STORAGE_PAIRS_PER_GET
-from drctl.dicom.digest import content_digest
-from drctl.dicom.errors import DicomRetrieveFailed, DicomTruncated
+from drctl.dicom.errors import DicomTruncated
 from drctl.drill.findings import (
     COUNT_MISMATCH,
     EXTRA_STUDY,
@@ -40,7 +38,7 @@ from drctl.drill.findings import (
     per_study,
 )
 from drctl.drill.plan import InstanceLike, StudyLike
-from drctl.errors import DicomError, DrctlError
+from drctl.errors import DrctlError
 
 EXTRA_STUDIES_NAMED = 20
 DATED_STUDIES = "19000101-"  # a range the node splits when it truncates
@@ -59,9 +57,14 @@ class LayerResult:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"checked": self.checked, "studies_proven": len(self.proven),
-                "findings": len(self.findings), "duration_s": round(self.duration_s, 3),
-                "notes": self.notes, **self.extra}
+        return {
+            "checked": self.checked,
+            "studies_proven": len(self.proven),
+            "findings": len(self.findings),
+            "duration_s": round(self.duration_s, 3),
+            "notes": self.notes,
+            **self.extra,
+        }
 
 
 def timed(result_fn):
@@ -87,27 +90,41 @@ def index_layer(session: Any, studies: Sequence[StudyLike]) -> LayerResult:
     try:
         found = session.find_studies_by_uid([s.study_uid for s in studies])
     except DrctlError as exc:
-        result.findings.append(Finding(VERIFICATION_INCOMPLETE, None,
-                                       f"study-level C-FIND did not complete ({exc}); no "
-                                       "study is proven present", "index"))
+        result.findings.append(
+            Finding(
+                VERIFICATION_INCOMPLETE,
+                None,
+                f"study-level C-FIND did not complete ({exc}); no study is proven present",
+                "index",
+            )
+        )
         return result
     for study in studies:
         record = found.get(study.study_uid)
         if record is None:
-            result.findings.append(Finding(STUDY_MISSING, study.study_uid,
-                                           "not returned by the restored node's study-level "
-                                           "C-FIND (UID-list query)", "index"))
+            result.findings.append(
+                Finding(
+                    STUDY_MISSING,
+                    study.study_uid,
+                    "not returned by the restored node's study-level C-FIND (UID-list query)",
+                    "index",
+                )
+            )
             continue
         problems = []
         if record.series_count != study.series:
-            problems.append(f"{_count(record.series_count)} series on the node, "
-                            f"{study.series} in the manifest")
+            problems.append(
+                f"{_count(record.series_count)} series on the node, {study.series} in the manifest"
+            )
         if record.instance_count != study.instances:
-            problems.append(f"{_count(record.instance_count)} instances on the node, "
-                            f"{study.instances} in the manifest")
+            problems.append(
+                f"{_count(record.instance_count)} instances on the node, "
+                f"{study.instances} in the manifest"
+            )
         if problems:
-            result.findings.append(Finding(COUNT_MISMATCH, study.study_uid,
-                                           "; ".join(problems), "index"))
+            result.findings.append(
+                Finding(COUNT_MISMATCH, study.study_uid, "; ".join(problems), "index")
+            )
         else:
             result.proven.add(study.study_uid)
     return result
@@ -127,8 +144,10 @@ def extra_layer(session: Any, expected: set[str]) -> LayerResult:
         try:
             records = session.find_studies()
         except DicomTruncated:
-            result.notes.append("the node truncates a C-FIND of all studies: listed by "
-                                "StudyDate ranges, studies without a StudyDate not covered")
+            result.notes.append(
+                "the node truncates a C-FIND of all studies: listed by "
+                "StudyDate ranges, studies without a StudyDate not covered"
+            )
             records = session.find_studies(DATED_STUDIES)
     except DrctlError as exc:
         result.notes.append(f"extra studies not listed: {exc}")
@@ -136,11 +155,23 @@ def extra_layer(session: Any, expected: set[str]) -> LayerResult:
     result.checked = len(records)
     extras = sorted({r.study_uid for r in records} - expected)
     for uid in extras[:EXTRA_STUDIES_NAMED]:
-        result.findings.append(Finding(EXTRA_STUDY, uid, "on the restored node but not in "
-                                       "the snapshot's manifest (informational)", "index"))
+        result.findings.append(
+            Finding(
+                EXTRA_STUDY,
+                uid,
+                "on the restored node but not in the snapshot's manifest (informational)",
+                "index",
+            )
+        )
     if len(extras) > EXTRA_STUDIES_NAMED:
-        result.findings.append(Finding(EXTRA_STUDY, None, f"and {len(extras) - EXTRA_STUDIES_NAMED} "
-                                       "more studies not in the manifest", "index"))
+        result.findings.append(
+            Finding(
+                EXTRA_STUDY,
+                None,
+                f"and {len(extras) - EXTRA_STUDIES_NAMED} more studies not in the manifest",
+                "index",
+            )
+        )
     return result
 
 
@@ -156,15 +187,22 @@ def instance_layer(session: Any, instances_by_study: dict[str, list[InstanceLike
         try:
             listed = {r.sop_instance_uid for r in session.find_instances(study_uid)}
         except DrctlError as exc:
-            result.findings.append(Finding(VERIFICATION_INCOMPLETE, study_uid,
-                                           f"instance-level C-FIND did not complete: {exc}",
-                                           "instances"))
+            result.findings.append(
+                Finding(
+                    VERIFICATION_INCOMPLETE,
+                    study_uid,
+                    f"instance-level C-FIND did not complete: {exc}",
+                    "instances",
+                )
+            )
             if not session.is_open:
                 break
             continue
         missing = sorted(expected - listed)
-        problems += [InstanceProblem(study_uid, uid, "not listed by instance-level C-FIND")
-                     for uid in missing]
+        problems += [
+            InstanceProblem(study_uid, uid, "not listed by instance-level C-FIND")
+            for uid in missing
+        ]
         if not missing:
             result.proven.add(study_uid)
     checked = {uid: len(items) for uid, items in instances_by_study.items()}
@@ -173,8 +211,13 @@ def instance_layer(session: Any, instances_by_study: dict[str, list[InstanceLike
 
 
 @timed
-def file_layer(storage_dir: Path, instances: Iterable[InstanceLike], *, hash_all: bool,
-               hash_keys: frozenset[tuple[str, str]]) -> LayerResult:
+def file_layer(
+    storage_dir: Path,
+    instances: Iterable[InstanceLike],
+    *,
+    hash_all: bool,
+    hash_keys: frozenset[tuple[str, str]],
+) -> LayerResult:
     """Stat every stored file of ``instances`` under ``storage_dir`` (exists, recorded
     size) and hash the sampled ones (all with ``hash_all``) against the recorded MD5."""
     result = LayerResult("files")
@@ -189,14 +232,21 @@ def file_layer(storage_dir: Path, instances: Iterable[InstanceLike], *, hash_all
         try:
             size = os.stat(path).st_size
         except OSError as exc:
-            what = "stored file missing" if isinstance(exc, FileNotFoundError) else (
-                f"stored file unreadable: {exc.strerror}")
+            what = (
+                "stored file missing"
+                if isinstance(exc, FileNotFoundError)
+                else (f"stored file unreadable: {exc.strerror}")
+            )
             missing.append(InstanceProblem(instance.study_uid, instance.sop_uid, what))
             continue
         if size != instance.size:
-            corrupt.append(InstanceProblem(instance.study_uid, instance.sop_uid,
-                                           f"stored file has {size} bytes, {instance.size} "
-                                           "recorded"))
+            corrupt.append(
+                InstanceProblem(
+                    instance.study_uid,
+                    instance.sop_uid,
+                    f"stored file has {size} bytes, {instance.size} recorded",
+                )
+            )
             continue
         if not (hash_all or (instance.sop_uid, instance.path) in hash_keys) or not instance.md5:
             continue
@@ -204,16 +254,25 @@ def file_layer(storage_dir: Path, instances: Iterable[InstanceLike], *, hash_all
         try:
             digest = _md5(path)
         except OSError as exc:
-            missing.append(InstanceProblem(instance.study_uid, instance.sop_uid,
-                                           f"stored file unreadable: {exc.strerror}"))
+            missing.append(
+                InstanceProblem(
+                    instance.study_uid, instance.sop_uid, f"stored file unreadable: {exc.strerror}"
+                )
+            )
             continue
         if digest != instance.md5:
-            corrupt.append(InstanceProblem(instance.study_uid, instance.sop_uid,
-                                           "stored file's MD5 differs from the recorded one"))
+            corrupt.append(
+                InstanceProblem(
+                    instance.study_uid,
+                    instance.sop_uid,
+                    "stored file's MD5 differs from the recorded one",
+                )
+            )
     bad = {p.study_uid for p in missing + corrupt}
     result.proven = {uid for uid in checked if uid not in bad}
-    result.findings = (per_study(INSTANCE_MISSING, missing, layer="files", checked=checked)
-                       + per_study(INSTANCE_CORRUPT, corrupt, layer="files", checked=checked))
+    result.findings = per_study(
+        INSTANCE_MISSING, missing, layer="files", checked=checked
+    ) + per_study(INSTANCE_CORRUPT, corrupt, layer="files", checked=checked)
     result.extra = {"hashed": hashed, "bytes_hashed": hashed_bytes}
     return result
 
@@ -224,115 +283,3 @@ def _md5(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@dataclass
-class _Served:
-    """What C-GET brought back, per SOP Instance UID."""
-
-    expected: dict[str, InstanceLike]
-    done: set[str] = field(default_factory=set)  # accounted for, one way or another
-    received: set[str] = field(default_factory=set)
-    corrupt: list[InstanceProblem] = field(default_factory=list)
-    missing: list[InstanceProblem] = field(default_factory=list)
-    incomplete: list[Finding] = field(default_factory=list)
-    unrecorded: int = 0
-
-    def on_instance(self, sop_uid: str, _sop_class: str, syntax: str, data: bytes) -> None:
-        instance = self.expected.get(sop_uid)
-        if instance is None or sop_uid in self.done:
-            return
-        self.done.add(sop_uid)
-        self.received.add(sop_uid)
-        try:
-            digest = content_digest(data, syntax)
-        except (DrctlError, ValueError) as exc:
-            self.corrupt.append(InstanceProblem(instance.study_uid, sop_uid,
-                                                f"served dataset cannot be parsed: {exc}"))
-            return
-        if instance.digest is None:
-            self.unrecorded += 1
-        elif digest != instance.digest:
-            self.corrupt.append(InstanceProblem(instance.study_uid, sop_uid,
-                                                "served content differs from the manifest's "
-                                                "digest"))
-
-
-@timed
-def served_layer(client: Any, peer: Any, instances: Sequence[InstanceLike]) -> LayerResult:
-    """C-GET ``instances`` from ``peer`` in their stored (SOP class, transfer syntax)
-    pairs and compare content digests with the manifest: ``instance_corrupt`` for a
-    different digest, ``instance_missing`` for an instance that did not arrive."""
-    result = LayerResult("served", checked=len(instances))
-    served = _Served({i.sop_uid: i for i in instances})
-    no_pair = [i for i in instances if not (i.sop_class and i.transfer_syntax)]
-    for instance in no_pair:
-        served.incomplete.append(Finding(VERIFICATION_INCOMPLETE, instance.study_uid,
-                                         f"{instance.sop_uid}: no stored SOP class or transfer "
-                                         "syntax recorded; cannot be fetched as stored", "served"))
-    wanted = [i for i in instances if i.sop_class and i.transfer_syntax]
-    pairs = list(dict.fromkeys((i.sop_class, i.transfer_syntax) for i in wanted))
-    for start in range(0, len(pairs), MAX_STORAGE_PAIRS_PER_GET):
-        chosen = set(pairs[start:start + MAX_STORAGE_PAIRS_PER_GET])
-        group = [i for i in wanted if (i.sop_class, i.transfer_syntax) in chosen]
-        _fetch(client, peer, sorted(chosen), group, served)
-    checked = defaultdict(int)
-    for instance in instances:
-        checked[instance.study_uid] += 1
-    result.findings = (per_study(INSTANCE_MISSING, served.missing, layer="served", checked=checked)
-                       + per_study(INSTANCE_CORRUPT, served.corrupt, layer="served",
-                                   checked=checked) + served.incomplete)
-    bad = {f.study_uid for f in result.findings}
-    result.proven = {uid for uid in checked if uid not in bad}
-    result.extra = {"received": len(served.received),
-                    "without_recorded_digest": served.unrecorded}
-    return result
-
-
-def _fetch(client: Any, peer: Any, pairs: list, group: list[InstanceLike],
-           served: _Served) -> None:
-    """C-GET ``group`` on one association proposing ``pairs``, series by series."""
-    by_series: dict[tuple[str, str], list[InstanceLike]] = defaultdict(list)
-    for instance in group:
-        by_series[(instance.study_uid, instance.series_uid)].append(instance)
-    try:
-        with client.open(peer, find=False, storage_contexts=pairs) as session:
-            for (study_uid, series_uid), items in by_series.items():
-                refused = [i for i in items if (i.sop_class, i.transfer_syntax)
-                           not in session.storage_pairs]
-                for i in refused:
-                    served.missing.append(InstanceProblem(study_uid, i.sop_uid, "the node "
-                                          "refused to send it in its stored transfer syntax"))
-                    served.done.add(i.sop_uid)
-                items = [i for i in items if i not in refused]
-                if items:
-                    _get_series(session, study_uid, series_uid, items, served)
-    except DicomError as exc:
-        _unproven(group, served, f"C-GET did not complete: {exc}")
-
-
-def _get_series(session: Any, study_uid: str, series_uid: str, items: list[InstanceLike],
-                served: _Served) -> None:
-    uids = [i.sop_uid for i in items]
-    status = ""
-    try:
-        session.get_instances(study_uid, series_uid, uids, served.on_instance)
-    except DicomRetrieveFailed as exc:
-        status = f" (C-GET failed: {exc.message})"
-    for uid in uids:
-        if uid not in served.done:
-            served.missing.append(InstanceProblem(study_uid, uid, "not received by C-GET"
-                                                  + status))
-            served.done.add(uid)
-
-
-def _unproven(group: list[InstanceLike], served: _Served, why: str) -> None:
-    """Instances of ``group`` not yet accounted for when the association failed."""
-    left: dict[str, int] = defaultdict(int)
-    for instance in group:
-        if instance.sop_uid not in served.done:
-            left[instance.study_uid] += 1
-            served.done.add(instance.sop_uid)
-    for study_uid, count in sorted(left.items()):
-        served.incomplete.append(Finding(VERIFICATION_INCOMPLETE, study_uid,
-                                         f"{count} sampled instances unproven: {why}", "served"))

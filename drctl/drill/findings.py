@@ -28,9 +28,19 @@ RTO_EXCEEDED = "rto_exceeded"
 RPO_EXCEEDED = "rpo_exceeded"
 VERIFICATION_INCOMPLETE = "verification_incomplete"
 
-KINDS = (STUDY_MISSING, COUNT_MISMATCH, INSTANCE_MISSING, INSTANCE_CORRUPT, EXTRA_STUDY,
-         STANDBY_UNREACHABLE, RESTORE_FAILED, REPOSITORY_DAMAGED, RTO_EXCEEDED, RPO_EXCEEDED,
-         VERIFICATION_INCOMPLETE)
+KINDS = (
+    STUDY_MISSING,
+    COUNT_MISMATCH,
+    INSTANCE_MISSING,
+    INSTANCE_CORRUPT,
+    EXTRA_STUDY,
+    STANDBY_UNREACHABLE,
+    RESTORE_FAILED,
+    REPOSITORY_DAMAGED,
+    RTO_EXCEEDED,
+    RPO_EXCEEDED,
+    VERIFICATION_INCOMPLETE,
+)
 INFORMATIONAL = frozenset({EXTRA_STUDY})
 UIDS_NAMED = 5
 
@@ -54,8 +64,12 @@ class Finding:
         return self.kind not in INFORMATIONAL
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "study_uid": self.study_uid, "detail": self.detail,
-                "layer": self.layer}
+        return {
+            "kind": self.kind,
+            "study_uid": self.study_uid,
+            "detail": self.detail,
+            "layer": self.layer,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,13 @@ class InstanceProblem:
     what: str
 
 
-def per_study(kind: str, problems: Iterable[InstanceProblem], *, layer: str,
-              checked: dict[str, int] | None = None) -> list[Finding]:
+def per_study(
+    kind: str,
+    problems: Iterable[InstanceProblem],
+    *,
+    layer: str,
+    checked: dict[str, int] | None = None,
+) -> list[Finding]:
     """One finding of ``kind`` per study among ``problems``, naming up to
     :data:`UIDS_NAMED` instances. ``checked`` (study -> instances checked) adds "k of n"."""
     grouped: dict[str, list[InstanceProblem]] = defaultdict(list)
@@ -81,8 +100,7 @@ def per_study(kind: str, problems: Iterable[InstanceProblem], *, layer: str,
         named = "; ".join(f"{p.sop_uid} ({p.what})" for p in items[:UIDS_NAMED])
         more = f"; and {len(items) - UIDS_NAMED} more" if len(items) > UIDS_NAMED else ""
         noun = "instance" if len(items) == 1 and not of else "instances"
-        findings.append(Finding(kind, study_uid, f"{len(items)}{of} {noun}: {named}{more}",
-                                layer))
+        findings.append(Finding(kind, study_uid, f"{len(items)}{of} {noun}: {named}{more}", layer))
     return findings
 
 

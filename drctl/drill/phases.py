@@ -33,9 +33,12 @@ class Phase:
     detail: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"started_at": self.started_at.isoformat(),
-                "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
-                "ok": self.ok, **self.detail}
+        return {
+            "started_at": self.started_at.isoformat(),
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
+            "ok": self.ok,
+            **self.detail,
+        }
 
 
 class PhaseClock:
@@ -78,8 +81,9 @@ class PhaseClock:
         return {name: phase.to_json() for name, phase in self.phases.items()}
 
 
-def projected_rto(measured_s: float, restore_s: float, restored_bytes: int,
-                  archive_bytes: int) -> float | None:
+def projected_rto(
+    measured_s: float, restore_s: float, restored_bytes: int, archive_bytes: int
+) -> float | None:
     """The RTO of a full restore, from a partial drill: the measured time with the
     restore phase replaced by the whole archive at the measured throughput. None when
     nothing was restored to measure."""
@@ -98,17 +102,39 @@ def rpo(pair_time: datetime, newest_change: datetime | None, now: datetime) -> t
     return max(0.0, (now - pair_time).total_seconds()), "now"
 
 
-def target_findings(*, rto_s: float | None, rto_projected: bool, max_rto: float,
-                    rpo_s: float | None, rpo_basis: str, max_rpo: float) -> list[Finding]:
+def target_findings(
+    *,
+    rto_s: float | None,
+    rto_projected: bool,
+    max_rto: float,
+    rpo_s: float | None,
+    rpo_basis: str,
+    max_rpo: float,
+) -> list[Finding]:
     """``rto_exceeded`` / ``rpo_exceeded`` against ``drill.max_rto`` / ``drill.max_rpo``."""
     found = []
     if rto_s is not None and rto_s > max_rto:
         label = "projected RTO" if rto_projected else "RTO"
-        found.append(Finding(RTO_EXCEEDED, None, f"{label} {rto_s:.0f}s exceeds drill.max_rto "
-                             f"{max_rto:.0f}s", "targets"))
+        found.append(
+            Finding(
+                RTO_EXCEEDED,
+                None,
+                f"{label} {rto_s:.0f}s exceeds drill.max_rto {max_rto:.0f}s",
+                "targets",
+            )
+        )
     if rpo_s is not None and rpo_s > max_rpo:
-        against = ("the primary's newest change" if rpo_basis == "primary"
-                   else "now (the primary did not answer)")
-        found.append(Finding(RPO_EXCEEDED, None, f"RPO {rpo_s:.0f}s (against {against}) exceeds "
-                             f"drill.max_rpo {max_rpo:.0f}s", "targets"))
+        against = (
+            "the primary's newest change"
+            if rpo_basis == "primary"
+            else "now (the primary did not answer)"
+        )
+        found.append(
+            Finding(
+                RPO_EXCEEDED,
+                None,
+                f"RPO {rpo_s:.0f}s (against {against}) exceeds drill.max_rpo {max_rpo:.0f}s",
+                "targets",
+            )
+        )
     return found

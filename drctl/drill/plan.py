@@ -69,13 +69,19 @@ class DrillPlan:
         return self.scope == "full" or study_uid in set(self.sampled_studies)
 
     def to_json(self) -> dict:
-        return {"scope": self.scope, "scope_reason": self.scope_reason, "seed": self.seed,
-                "sampled_studies": len(self.sampled_studies),
-                "served_instances": len(self.served), "verify_all": self.verify_all}
+        return {
+            "scope": self.scope,
+            "scope_reason": self.scope_reason,
+            "seed": self.seed,
+            "sampled_studies": len(self.sampled_studies),
+            "served_instances": len(self.served),
+            "verify_all": self.verify_all,
+        }
 
 
-def choose_scope(requested: str | None, configured: str, archive_bytes: int,
-                 full_max_bytes: int) -> tuple[str, str]:
+def choose_scope(
+    requested: str | None, configured: str, archive_bytes: int, full_max_bytes: int
+) -> tuple[str, str]:
     """(scope, why): ``requested`` (--full/--partial) wins, then ``drill.scope``; ``auto``
     compares the snapshot's stored bytes with ``drill.full_max_bytes``."""
     if requested in ("full", "partial"):
@@ -83,15 +89,25 @@ def choose_scope(requested: str | None, configured: str, archive_bytes: int,
     if configured in ("full", "partial"):
         return configured, f"drill.scope = {configured}"
     if archive_bytes <= full_max_bytes:
-        return "full", (f"auto: {archive_bytes} stored bytes <= drill.full_max_bytes "
-                        f"({full_max_bytes})")
-    return "partial", (f"auto: {archive_bytes} stored bytes > drill.full_max_bytes "
-                       f"({full_max_bytes})")
+        return "full", (
+            f"auto: {archive_bytes} stored bytes <= drill.full_max_bytes ({full_max_bytes})"
+        )
+    return "partial", (
+        f"auto: {archive_bytes} stored bytes > drill.full_max_bytes ({full_max_bytes})"
+    )
 
 
-def make_plan(studies: Sequence[StudyLike], instances_of: InstancesOf, *, scope: str,
-              scope_reason: str, sample_studies: int, sample_instances: int,
-              verify_all: bool, seed: int) -> DrillPlan:
+def make_plan(
+    studies: Sequence[StudyLike],
+    instances_of: InstancesOf,
+    *,
+    scope: str,
+    scope_reason: str,
+    sample_studies: int,
+    sample_instances: int,
+    verify_all: bool,
+    seed: int,
+) -> DrillPlan:
     """Draw the samples for a drill of ``studies`` (the manifest). ``instances_of(uids)``
     returns the manifest instances of some studies; only sampled studies are read."""
     rng = random.Random(seed)
@@ -112,8 +128,13 @@ def make_plan(studies: Sequence[StudyLike], instances_of: InstancesOf, *, scope:
     return DrillPlan(scope, scope_reason, seed, tuple(sampled), tuple(served), False)
 
 
-def _draw(rng: random.Random, by_study: dict[str, list[InstanceLike]], sampled: list[str],
-          extra: list[str], count: int) -> list[InstanceLike]:
+def _draw(
+    rng: random.Random,
+    by_study: dict[str, list[InstanceLike]],
+    sampled: list[str],
+    extra: list[str],
+    count: int,
+) -> list[InstanceLike]:
     """One instance of each sampled study (even beyond ``count``), then one of each extra
     study, then more instances of the sampled studies, up to ``count``."""
     chosen: list[InstanceLike] = []
@@ -133,8 +154,7 @@ def _draw(rng: random.Random, by_study: dict[str, list[InstanceLike]], sampled: 
             break
         if by_study.get(uid):
             take(rng.choice(by_study[uid]))
-    pool = [i for uid in sampled for i in by_study.get(uid, [])
-            if (i.sop_uid, i.path) not in seen]
+    pool = [i for uid in sampled for i in by_study.get(uid, []) if (i.sop_uid, i.path) not in seen]
     for instance in rng.sample(pool, min(len(pool), max(0, count - len(chosen)))):
         take(instance)
     return chosen

@@ -46,5 +46,6 @@ def local_node(kind: str, folder: Path, *, name: str, aet: str, controller_aet: 
     if target is None:
         raise UsageError(f"no local node support for PACS kind {kind!r}")
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)(folder, name=name, aet=aet,
-                                                          controller_aet=controller_aet)
+    return getattr(importlib.import_module(module), cls)(
+        folder, name=name, aet=aet, controller_aet=controller_aet
+    )

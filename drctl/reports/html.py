@@ -56,8 +56,9 @@ def format_time(value: str | None) -> str:
 def render_html(report: DrillReport) -> str:
     """The report page; the verdict is the first element of the body."""
     template = _environment().get_template(TEMPLATE)
-    return template.render(r=report, hipaa=HIPAA,
-                           generated=datetime.now(UTC).isoformat(timespec="seconds"))
+    return template.render(
+        r=report, hipaa=HIPAA, generated=datetime.now(UTC).isoformat(timespec="seconds")
+    )
 
 
 def render_json(report: DrillReport) -> str:

@@ -19,19 +19,18 @@ REDACTED = "[UID redacted]"
 # Which evidence of HIPAA 164.308(a)(7) (contingency plan) each report section is.
 HIPAA = {
     "verdict": "164.308(a)(7)(ii)(D) testing and revision procedures: a periodic, "
-               "recorded test of the contingency plan",
+    "recorded test of the contingency plan",
     "objectives": "164.308(a)(7)(ii)(B) disaster recovery plan and (ii)(E) applications and "
-                  "data criticality analysis: measured recovery time and data loss against "
-                  "the targets set for this archive",
+    "data criticality analysis: measured recovery time and data loss against "
+    "the targets set for this archive",
     "backup": "164.308(a)(7)(ii)(A) data backup plan: the backup restored is a retrievable "
-              "copy of the archive, identified here",
+    "copy of the archive, identified here",
     "verification": "164.308(a)(7)(ii)(A) exact copies and (ii)(B) restore procedures: what "
-                    "the restored node was proven to hold and serve",
+    "the restored node was proven to hold and serve",
     "findings": "164.308(a)(7)(ii)(D) testing: problems the test found, to be corrected",
     "phases": "164.308(a)(7)(ii)(B) disaster recovery plan: each step of the restore and "
-              "how long it took",
-    "tools": "164.308(a)(7)(ii)(D) testing: the software that ran the test, so it can be "
-             "repeated",
+    "how long it took",
+    "tools": "164.308(a)(7)(ii)(D) testing: the software that ran the test, so it can be repeated",
 }
 
 
@@ -85,27 +84,51 @@ class DrillReport:
     def to_json(self) -> dict:
         """cli.md's drill document first, then the details."""
         return {
-            "drill_id": self.drill_id, "snapshot_id": self.snapshot_id,
-            "standby": self.standby, "state": self.verdict,
+            "drill_id": self.drill_id,
+            "snapshot_id": self.snapshot_id,
+            "standby": self.standby,
+            "state": self.verdict,
             "studies_expected": self.studies_expected,
             "studies_verified": self.studies_verified,
-            "findings": [{"kind": f["kind"], "study_uid": f.get("study_uid"),
-                          "detail": f.get("detail", ""), "layer": f.get("layer")}
-                         for f in self.findings],
-            "rto_s": _round(self.rto_s), "rpo_s": _round(self.rpo_s),
+            "findings": [
+                {
+                    "kind": f["kind"],
+                    "study_uid": f.get("study_uid"),
+                    "detail": f.get("detail", ""),
+                    "layer": f.get("layer"),
+                }
+                for f in self.findings
+            ],
+            "rto_s": _round(self.rto_s),
+            "rpo_s": _round(self.rpo_s),
             "report": self.report_path,
-            "run_id": self.run_id, "site": self.site, "node": self.node,
-            "repository": self.repository, "scope": self.scope,
-            "scope_reason": self.scope_reason, "snapshot_time": self.snapshot_time,
-            "pair_time": self.pair_time, "snapshot_status": self.snapshot_status,
-            "target": self.target, "started_at": self.started_at, "ended_at": self.ended_at,
+            "run_id": self.run_id,
+            "site": self.site,
+            "node": self.node,
+            "repository": self.repository,
+            "scope": self.scope,
+            "scope_reason": self.scope_reason,
+            "snapshot_time": self.snapshot_time,
+            "pair_time": self.pair_time,
+            "snapshot_status": self.snapshot_status,
+            "target": self.target,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
             "studies_restored": self.studies_restored,
             "instances_sampled": self.instances_sampled,
-            "rto_projected": self.rto_projected, "rto_measured_s": _round(self.rto_measured_s),
-            "max_rto": self.max_rto, "rpo_basis": self.rpo_basis, "max_rpo": self.max_rpo,
-            "phases": self.phases, "layers": self.layers, "tools": self.tools,
-            "seed": self.seed, "reason": self.reason, "notes": self.notes,
-            "record_id": self.record_id, "report_json": self.json_path,
+            "rto_projected": self.rto_projected,
+            "rto_measured_s": _round(self.rto_measured_s),
+            "max_rto": self.max_rto,
+            "rpo_basis": self.rpo_basis,
+            "max_rpo": self.max_rpo,
+            "phases": self.phases,
+            "layers": self.layers,
+            "tools": self.tools,
+            "seed": self.seed,
+            "reason": self.reason,
+            "notes": self.notes,
+            "record_id": self.record_id,
+            "report_json": self.json_path,
             "redacted": self.redacted,
         }
 
@@ -121,12 +144,22 @@ def redact_text(text: str) -> str:
 
 def redacted(report: DrillReport) -> DrillReport:
     """A copy of ``report`` without study or instance UIDs (``reports.redact_uids``)."""
-    findings = [{**f, "study_uid": REDACTED if f.get("study_uid") else None,
-                 "detail": redact_text(f.get("detail", ""))} for f in report.findings]
-    return dataclasses.replace(report, findings=findings,
-                               notes=[redact_text(n) for n in report.notes],
-                               reason=redact_text(report.reason) if report.reason else None,
-                               layers=_redact_any(report.layers), redacted=True)
+    findings = [
+        {
+            **f,
+            "study_uid": REDACTED if f.get("study_uid") else None,
+            "detail": redact_text(f.get("detail", "")),
+        }
+        for f in report.findings
+    ]
+    return dataclasses.replace(
+        report,
+        findings=findings,
+        notes=[redact_text(n) for n in report.notes],
+        reason=redact_text(report.reason) if report.reason else None,
+        layers=_redact_any(report.layers),
+        redacted=True,
+    )
 
 
 def _redact_any(value: Any) -> Any:

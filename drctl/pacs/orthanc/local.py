@@ -29,8 +29,12 @@ class LocalOrthanc:
         self.name = name
         storage = self.folder / "storage"
         self.spec = OrthancSpec(
-            name=name, aet=aet, dicom_port=free_port(), http_port=free_port(),
-            storage_dir=storage, index_dir=storage,
+            name=name,
+            aet=aet,
+            dicom_port=free_port(),
+            http_port=free_port(),
+            storage_dir=storage,
+            index_dir=storage,
             modalities={"drctl": (controller_aet, "127.0.0.1", free_port())},
         )
         self.controller_aet = controller_aet
@@ -44,27 +48,45 @@ class LocalOrthanc:
         return self.folder / "orthanc.pid"
 
     def start_argv(self) -> list[str]:
-        return [*LOCALCTL, "start", "--config", str(self.config), "--pidfile", str(self.pidfile),
-                "--timeout", str(int(START_TIMEOUT))]
+        return [
+            *LOCALCTL,
+            "start",
+            "--config",
+            str(self.config),
+            "--pidfile",
+            str(self.pidfile),
+            "--timeout",
+            str(int(START_TIMEOUT)),
+        ]
 
     def stop_argv(self) -> list[str]:
         return [*LOCALCTL, "stop", "--pidfile", str(self.pidfile)]
 
     def node_table(self) -> dict:
-        return {"kind": "orthanc", "role": "primary", "aet": self.spec.aet,
-                "host": "127.0.0.1", "port": self.spec.dicom_port, "rest": self.spec.rest_url,
-                "storage": str(self.spec.storage_dir),
-                "index": f"sqlite:{self.spec.index_dir / 'index'}", "index_copy": "stop-start",
-                "start": self.start_argv(), "stop": self.stop_argv()}
+        return {
+            "kind": "orthanc",
+            "role": "primary",
+            "aet": self.spec.aet,
+            "host": "127.0.0.1",
+            "port": self.spec.dicom_port,
+            "rest": self.spec.rest_url,
+            "storage": str(self.spec.storage_dir),
+            "index": f"sqlite:{self.spec.index_dir / 'index'}",
+            "index_copy": "stop-start",
+            "start": self.start_argv(),
+            "stop": self.stop_argv(),
+        }
 
     def start(self) -> None:
         self.spec.storage_dir.mkdir(parents=True, exist_ok=True)
         write(self.spec, self.config)
         result = execute.run(self.start_argv(), timeout=START_TIMEOUT + 30)
         if result.returncode != 0:
-            raise NodeUnreachable(f"Orthanc node {self.name} did not start: "
-                                  f"{result.stderr_text.strip() or 'no message'}",
-                                  hint=f"see {self.config.with_suffix('.log')}")
+            raise NodeUnreachable(
+                f"Orthanc node {self.name} did not start: "
+                f"{result.stderr_text.strip() or 'no message'}",
+                hint=f"see {self.config.with_suffix('.log')}",
+            )
 
     def stop(self) -> None:
         if not self.pidfile.exists():
@@ -75,5 +97,10 @@ class LocalOrthanc:
             log.error("Orthanc node %s may still run: %s", self.name, exc)
 
     def load(self, paths: Iterable[Path]) -> int:
-        return store_files(list(paths), aet=self.spec.aet, host="127.0.0.1",
-                           port=self.spec.dicom_port, calling_aet=self.controller_aet)
+        return store_files(
+            list(paths),
+            aet=self.spec.aet,
+            host="127.0.0.1",
+            port=self.spec.dicom_port,
+            calling_aet=self.controller_aet,
+        )

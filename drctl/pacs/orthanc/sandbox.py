@@ -75,8 +75,9 @@ def wait_for_echo(node: Any, timeout: float) -> float:
             except DicomError as exc:
                 last = exc
         time.sleep(0.1)
-    raise NodeUnreachable(f"{peer} did not answer C-ECHO within {timeout:.0f}s"
-                          + (f": {last}" if last else ""))
+    raise NodeUnreachable(
+        f"{peer} did not answer C-ECHO within {timeout:.0f}s" + (f": {last}" if last else "")
+    )
 
 
 class OrthancSandbox:
@@ -98,7 +99,9 @@ class OrthancSandbox:
                 raise UsageError(
                     f"node {source.name} has a PostgreSQL index: a sandbox drill needs "
                     "drill.sandbox_postgres (a server where drctl may create a temporary "
-                    "database)", hint="set it, or drill on a standby (--standby NAME)")
+                    "database)",
+                    hint="set it, or drill on a standby (--standby NAME)",
+                )
             self._pg = PgTarget.parse(options.postgres)
         reap_stale(self.workdir.parent, options)
         self.workdir.mkdir(parents=True, exist_ok=False)
@@ -122,8 +125,10 @@ class OrthancSandbox:
 
     def index_download(self, kind: str) -> Path:
         if kind != self.kind:
-            raise JobFailed(f"the index copy is {kind} but node {self.source.name} is "
-                            f"configured with a {self.kind} index")
+            raise JobFailed(
+                f"the index copy is {kind} but node {self.source.name} is "
+                f"configured with a {self.kind} index"
+            )
         return self.workdir / ("index.download" if kind == "sqlite" else "index.dump")
 
     # --- life ------------------------------------------------------------------------
@@ -146,22 +151,35 @@ class OrthancSandbox:
             pg_databases.create(conn, self.database)
         finally:
             conn.close()
-        postgres_index.restore(self._pg.with_database(self.database),
-                               self.options.postgres_password, download)
+        postgres_index.restore(
+            self._pg.with_database(self.database), self.options.postgres_password, download
+        )
         download.unlink()
 
     def spec(self, dicom_port: int, http_port: int) -> OrthancSpec:
         """The sandbox's Orthanc configuration on the given ports."""
         postgres = None
         if self._pg is not None and self.database:
-            postgres = PostgresIndexSpec(self._pg.host, self._pg.port, self.database,
-                                         self._pg.user, self.options.postgres_password or "")
+            postgres = PostgresIndexSpec(
+                self._pg.host,
+                self._pg.port,
+                self.database,
+                self._pg.user,
+                self.options.postgres_password or "",
+            )
         return OrthancSpec(
-            name=self.name, aet=SANDBOX_AET, dicom_port=dicom_port, http_port=http_port,
-            storage_dir=self.storage_dir, index_dir=self.workdir / "index", host="127.0.0.1",
+            name=self.name,
+            aet=SANDBOX_AET,
+            dicom_port=dicom_port,
+            http_port=http_port,
+            storage_dir=self.storage_dir,
+            index_dir=self.workdir / "index",
+            host="127.0.0.1",
             postgres=postgres,
             modalities={"drctl": (self.options.controller_aet, "127.0.0.1", free_port())},
-            save_jobs=False, concurrent_jobs=1, stable_age=3600,
+            save_jobs=False,
+            concurrent_jobs=1,
+            stable_age=3600,
             extra=FENCE if postgres else {**FENCE, "Plugins": []},
         )
 
@@ -172,8 +190,12 @@ class OrthancSandbox:
         for attempt in range(1, LAUNCH_ATTEMPTS + 1):
             http = self.options.http_port or free_port()
             try:
-                self.process = launch(self.spec(free_port(), http), self.workdir, no_jobs=True,
-                                      ready_timeout=self.options.start_timeout)
+                self.process = launch(
+                    self.spec(free_port(), http),
+                    self.workdir,
+                    no_jobs=True,
+                    ready_timeout=self.options.start_timeout,
+                )
                 break
             except NodeUnreachable as exc:  # a free port taken meanwhile: try others
                 if attempt == LAUNCH_ATTEMPTS or "in use" not in (exc.detail or "").lower():
@@ -203,10 +225,15 @@ class OrthancSandbox:
 
     def describe(self) -> dict:
         spec = self.process.spec if self.process else None
-        return {"kind": "orthanc", "role": "sandbox", "aet": SANDBOX_AET,
-                "dicom_port": spec.dicom_port if spec else None,
-                "index": self.kind, "no_jobs": bool(self.process and self.process.no_jobs),
-                "temporary_database": bool(self.database)}
+        return {
+            "kind": "orthanc",
+            "role": "sandbox",
+            "aet": SANDBOX_AET,
+            "dicom_port": spec.dicom_port if spec else None,
+            "index": self.kind,
+            "no_jobs": bool(self.process and self.process.no_jobs),
+            "temporary_database": bool(self.database),
+        }
 
     def close(self) -> None:
         """Kill Orthanc (its data is thrown away), drop the temporary database, remove
@@ -217,8 +244,11 @@ class OrthancSandbox:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _save_owner(self) -> None:
-        owner = {"pid": os.getpid(), "database": self.database,
-                 "orthanc_pid": self.process.pid if self.process else None}
+        owner = {
+            "pid": os.getpid(),
+            "database": self.database,
+            "orthanc_pid": self.process.pid if self.process else None,
+        }
         (self.workdir / OWNER_FILE).write_text(json.dumps(owner))
 
 

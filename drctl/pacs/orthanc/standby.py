@@ -45,8 +45,10 @@ class OrthancStandbyRestore:
     def __init__(self, node: OrthancNode, options: RestoreOptions):
         settings = node.node
         if not (settings.start and settings.stop):
-            raise UsageError(f"node.{node.name}: a standby drill needs its start and stop "
-                             "commands (drctl stops it to swap in the restored data)")
+            raise UsageError(
+                f"node.{node.name}: a standby drill needs its start and stop "
+                "commands (drctl stops it to swap in the restored data)"
+            )
         self.node = node
         self.name = node.name
         self.options = options
@@ -61,7 +63,9 @@ class OrthancStandbyRestore:
         self._pg_password: str | None = None
         if self.kind == "postgresql":
             self._pg = PgTarget.parse(settings.index)
-            self._pg_password = settings.index_password.resolve() if settings.index_password else None
+            self._pg_password = (
+                settings.index_password.resolve() if settings.index_password else None
+            )
         self._recover_interrupted_swap()
         shutil.rmtree(self.new, ignore_errors=True)
         self.new.mkdir(parents=True)
@@ -83,8 +87,9 @@ class OrthancStandbyRestore:
 
     def index_download(self, kind: str) -> Path:
         if kind != self.kind:
-            raise JobFailed(f"the index copy is {kind} but standby {self.name} has a "
-                            f"{self.kind} index")
+            raise JobFailed(
+                f"the index copy is {kind} but standby {self.name} has a {self.kind} index"
+            )
         return Path(self.options.workdir) / ("index.download" if kind == "sqlite" else "index.dump")
 
     def _old_index(self, suffix: str = "") -> Path:
@@ -180,9 +185,16 @@ class OrthancStandbyRestore:
 
     def describe(self) -> dict:
         settings = self.node.node
-        return {"kind": "orthanc", "role": "standby", "node": self.name, "aet": settings.aet,
-                "host": settings.host, "dicom_port": settings.port, "index": self.kind,
-                "rolled_back": self.swapped and not self.started}
+        return {
+            "kind": "orthanc",
+            "role": "standby",
+            "node": self.name,
+            "aet": settings.aet,
+            "host": settings.host,
+            "dicom_port": settings.port,
+            "index": self.kind,
+            "rolled_back": self.swapped and not self.started,
+        }
 
     def close(self) -> None:
         """Keep the restored data if the standby came up on it, else roll back. Never
@@ -227,8 +239,7 @@ class OrthancStandbyRestore:
             try:
                 self.node.start()
             except DrctlError as exc:
-                log.error("standby %s did not start again on its previous data: %s",
-                          self.name, exc)
+                log.error("standby %s did not start again on its previous data: %s", self.name, exc)
 
     def _restore_old_index(self) -> None:
         target = self.index_path
@@ -267,8 +278,9 @@ class OrthancStandbyRestore:
     def _recover_interrupted_swap(self) -> None:
         """A crash between the two renames of an earlier drill: put the old data back."""
         if self.old.exists() and not self.live.exists():
-            log.warning("standby %s: an earlier drill stopped mid-swap; restoring %s",
-                        self.name, self.live)
+            log.warning(
+                "standby %s: an earlier drill stopped mid-swap; restoring %s", self.name, self.live
+            )
             os.rename(self.old, self.live)
         elif self.old.exists():
             shutil.rmtree(self.old, ignore_errors=True)
