@@ -37,7 +37,7 @@ def replicate_sqlite(ctx: Context, plan: Plan, run, *, fresh: bool) -> Applied:
     standby. Raises JobFailed when there is no usable copy or it fails its checks."""
     repo_name = ctx.settings.repository_of(plan.primary)
     restic = ctx.restic(repo_name)
-    restic.open()
+    restic.probe()
     primary = pacs_node(ctx.settings, plan.primary)
     row = _pick_copy(ctx, primary, restic, repo_name, run.id, fresh=fresh)
     target = plan.standby_node.index_path
