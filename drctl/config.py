@@ -37,6 +37,8 @@ DEFAULT_PATHS = ("./drctl.toml", "/etc/drctl/drctl.toml")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer is a typo (and overflows thread waits: threading.TIMEOUT_MAX).
+MAX_DURATION = 3650 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
@@ -46,7 +48,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("must not be negative")
-        return float(value)
+        return _bounded(float(value), value)
     if not isinstance(value, str):
         raise ValueError("must be a duration like 30s, 10m, 4h or 1d")
     text = value.strip().lower().replace(" ", "")
@@ -58,7 +60,13 @@ def parse_duration(value: Any) -> float:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 10m, 4h, 1d, 1h30m)")
-    return total
+    return _bounded(total, value)
+
+
+def _bounded(seconds: float, value: Any) -> float:
+    if not seconds <= MAX_DURATION:  # also inf and nan
+        raise ValueError(f"{str(value)[:40]!r} is longer than 3650d")
+    return seconds
 
 
 def format_duration(seconds: float | None) -> str:
