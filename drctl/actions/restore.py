@@ -191,15 +191,20 @@ def _checked_files(source, entries: list[InstanceEntry], work: Path,
 
 
 def _verify_at(target, study: StudyRestore, entries: list[InstanceEntry]) -> bool:
-    """C-FIND at the target: the study with every SOP Instance UID of the manifest."""
+    problems = verify_study_at(target, study.study_uid, {e.sop_uid for e in entries})
+    study.problems += problems
+    return not problems and not study.problems
+
+
+def verify_study_at(target, study_uid: str, sop_uids: set[str]) -> list[str]:
+    """C-FIND at ``target``: the study with every one of ``sop_uids``. Returns problems
+    (empty when verified)."""
     with target.dicom_client().open(target.peer()) as session:
-        found = session.find_studies_by_uid([study.study_uid])
-        record = found.get(study.study_uid)
-        if record is None:
-            study.problems.append("the study is not found at the target after C-STORE")
-            return False
-        present = {i.sop_instance_uid for i in session.find_instances(study.study_uid)}
-    missing = sorted({e.sop_uid for e in entries} - present)
+        if study_uid not in session.find_studies_by_uid([study_uid]):
+            return [f"study {study_uid} is not found at {target.name} after C-STORE"]
+        present = {i.sop_instance_uid for i in session.find_instances(study_uid)}
+    missing = sorted(sop_uids - present)
     if missing:
-        study.problems.append(f"{len(missing)} instance(s) missing at the target, e.g. {missing[0]}")
-    return not missing and not study.problems
+        return [f"{len(missing)} instance(s) of {study_uid} missing at {target.name}, "
+                f"e.g. {missing[0]}"]
+    return []

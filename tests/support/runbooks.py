@@ -18,15 +18,19 @@ def sh_blocks(name: str) -> list[str]:
 
 
 def run_runbook(name: str, variables: dict[str, str], *, stop_before: str | None = None,
-                timeout: float = 900) -> subprocess.CompletedProcess:
+                start_at: str | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
     """Execute the runbook's ```sh blocks in one shell session, as a person pasting them
-    into one terminal would (up to the first block containing ``stop_before``). The
-    session stops at the first failing command; returns the completed process."""
+    into one terminal would: from the first block containing ``start_at`` up to the first
+    block containing ``stop_before``. The session stops at the first failing command;
+    returns the completed process."""
     blocks = []
+    started = start_at is None
     for block in sh_blocks(name):
+        started = started or start_at in block
         if stop_before and stop_before in block:
             break
-        blocks.append(block)
+        if started:
+            blocks.append(block)
     script = "\n".join(f"echo '--- block {n}' >&2\n{b}" for n, b in enumerate(blocks, 1))
     env = {**os.environ, **variables,
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}

@@ -312,6 +312,21 @@ class OrthancNode:
         ``compressed``)."""
         return decompress_attachment(stored) if compressed else stored
 
+    def export_study(self, study_uid: str, dest: Path) -> list[Path]:
+        """The DICOM files of one study as this node stores them, written into ``dest``
+        (failback sends them to the recovered primary). Empty when the node lacks it."""
+        rest = self.rest(timeout=self.controller.timeouts.dicom * 4)
+        dest.mkdir(parents=True, exist_ok=True)
+        files = []
+        for hit in rest.post("/tools/lookup", study_uid.encode()) or []:
+            if hit.get("Type") != "Study":
+                continue
+            for instance in rest.get(f"/studies/{hit['ID']}/instances"):
+                path = dest / f"{instance['ID']}.dcm"
+                path.write_bytes(rest.instance_file(instance["ID"]))
+                files.append(path)
+        return files
+
 
 def _copy_with_side_files(source: Path, dest: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
