@@ -71,28 +71,19 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
     target = resolve_target(ctx, options, primary)
     repo_name = ctx.settings.repository_of(primary)
     restic = ctx.restic(repo_name)
-    snapshot, copy = pick_snapshot(ctx, primary, options.snapshot)
     drill_steps.validate_target(ctx, primary, target)
-    guard = (
-        locks.try_hold(
-            locks.lock_path(
-                ctx.settings.controller.state_dir / "locks", "node", f"{ctx.site}/{target}"
-            ),
-            what=f"drill on standby {target}",
-        )
-        if target != "sandbox"
-        else contextlib.nullcontext()
-    )
     with (
-        guard,
-        ctx.run(
-            "drill",
-            node=primary,
-            repository=repo_name,
-            details={"standby": target, "snapshot_id": snapshot.snapshot_id},
-        ) as run,
+        _standby_lock(ctx, target),
+        ctx.run("drill", node=primary, repository=repo_name, details={"standby": target}) as run,
     ):
-        drill_id = drill_record.start_drill(ctx, run.id, primary, repo_name, snapshot, target)
+        drill_id = drill_record.start_drill(ctx, run.id, primary, repo_name, target)
+        try:
+            snapshot, copy = pick_snapshot(ctx, primary, options.snapshot)
+        except SnapshotNotFound as exc:
+            drill_record.abort_early(ctx, run.id, drill_id, f"could not start: {exc}")
+            raise
+        drill_record.set_snapshot(ctx, drill_id, snapshot)
+        run.details["snapshot_id"] = snapshot.snapshot_id
         state = drill_steps.DrillState(
             ctx=ctx,
             run=run,
@@ -106,20 +97,7 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
             options=options,
             seed=options.seed if options.seed is not None else secrets.randbits(32),
         )
-        try:
-            restic.open()
-        except UnavailableError as exc:
-            drill_record.end_without_verdict(ctx, state, "aborted", f"could not start: {exc}")
-            raise
-        try:
-            drill_steps.execute(state)
-        except (Interrupted, KeyboardInterrupt) as exc:
-            reason = str(exc) or "interrupted by a signal"
-            drill_record.end_without_verdict(ctx, state, "interrupted", reason)
-            raise
-        except Exception as exc:
-            drill_record.end_without_verdict(ctx, state, "failed", f"{type(exc).__name__}: {exc}")
-            raise
+        _execute(ctx, state)
         report = drill_record.finish(ctx, state)
         if report.verdict != "passed":
             run.finish("failed", report.reason)
@@ -127,6 +105,34 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
             {"drill_id": drill_id, "verdict": report.verdict, "report": report.report_path}
         )
     return report
+
+
+def _execute(ctx: Context, state: drill_steps.DrillState) -> None:
+    """The steps, with every way out recorded: could not start or go on (aborted),
+    interrupted, or a bug (failed); each is raised again."""
+    try:
+        state.restic.open()
+        drill_steps.execute(state)
+    except UnavailableError as exc:
+        drill_record.end_without_verdict(ctx, state, "aborted", f"could not start: {exc}")
+        raise
+    except (Interrupted, KeyboardInterrupt) as exc:
+        reason = str(exc) or "interrupted by a signal"
+        drill_record.end_without_verdict(ctx, state, "interrupted", reason)
+        raise
+    except Exception as exc:
+        drill_record.end_without_verdict(ctx, state, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _standby_lock(ctx: Context, target: str):
+    """The standby's node lock (replication and drills of it queue on it)."""
+    if target == "sandbox":
+        return contextlib.nullcontext()
+    path = locks.lock_path(
+        ctx.settings.controller.state_dir / "locks", "node", f"{ctx.site}/{target}"
+    )
+    return locks.try_hold(path, what=f"drill on standby {target}")
 
 
 def resolve_primary(ctx: Context, options: DrillOptions) -> str:

@@ -29,27 +29,45 @@ from drctl.verify import records
 log = logging.getLogger(__name__)
 
 
-def start_drill(
-    ctx: Context, run_id: int, node: str, repository: str, snapshot, target: str
-) -> int:
-    """A ``running`` drill row; returns its ID."""
+def start_drill(ctx: Context, run_id: int, node: str, repository: str, target: str) -> int:
+    """A ``running`` drill row (its snapshot is set once picked); returns its ID."""
     with ctx.catalog.session() as s:
         row = Drill(
             run_id=run_id,
             site=ctx.site,
             node=node,
             repository=repository,
-            snapshot_id=snapshot.snapshot_id,
+            snapshot_id=None,
             standby=target,
             scope="-",
             verdict="running",
             started_at=datetime.now(UTC),
-            studies_expected=snapshot.studies or 0,
+            studies_expected=0,
             details={},
         )
         s.add(row)
         s.flush()
         return row.id
+
+
+def set_snapshot(ctx: Context, drill_id: int, snapshot) -> None:
+    with ctx.catalog.session() as s:
+        s.execute(
+            update(Drill)
+            .where(Drill.id == drill_id)
+            .values(snapshot_id=snapshot.snapshot_id, studies_expected=snapshot.studies or 0)
+        )
+
+
+def abort_early(ctx: Context, run_id: int, drill_id: int, reason: str) -> None:
+    """Record a drill that could not even pick its snapshot."""
+    with ctx.catalog.session() as s:
+        s.execute(
+            update(Drill)
+            .where(Drill.id == drill_id)
+            .values(verdict="aborted", ended_at=datetime.now(UTC), details={"reason": reason})
+        )
+        audit.append(s, "drill run", target=None, result="aborted", run_id=run_id)
 
 
 def end_without_verdict(ctx: Context, state, verdict_: str, reason: str) -> None:

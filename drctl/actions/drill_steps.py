@@ -134,6 +134,7 @@ def execute(state: DrillState) -> None:
         if state.node is not None:
             state.progress("cleanup")
             state.node.close()
+    state.progress("record")
     timing(state)
 
 

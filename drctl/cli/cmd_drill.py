@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
 from drctl.actions.drill import DrillOptions, run_drill
 from drctl.actions.drill_history import list_drills, show_drill
-from drctl.cli.render import short_time, state, table
+from drctl.cli.render import human_bytes, short_time, state, table
 from drctl.config import format_duration
 
 LABELS = {
@@ -25,7 +25,8 @@ LABELS = {
     "restore": "restoring",
     "start": "starting the restored node",
     "verify": "verifying over DICOM",
-    "cleanup": "cleaning up",
+    "cleanup": "stopping and removing the restored node",
+    "record": "recording the evidence",
 }
 
 
@@ -44,19 +45,20 @@ def drill_progress(app) -> Iterator:
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        TextColumn("{task.fields[size]}"),
         console=app.err,
         transient=True,
     )
-    task = progress.add_task("drill", total=None)
+    tasks: dict[str, int] = {}
 
     def update(phase: str, done: int | None, total: int | None) -> None:
-        progress.update(
-            task,
-            description=LABELS.get(phase, phase),
-            completed=done or 0,
-            total=total if phase == "restore" else None,
-        )
+        if phase not in tasks:  # one line per phase; the previous one is hidden
+            for task in tasks.values():
+                progress.update(task, visible=False)
+            tasks[phase] = progress.add_task(LABELS.get(phase, phase), total=None, size="")
+        if phase == "restore" and done is not None:
+            size = f"{human_bytes(done)}" + (f" of {human_bytes(total)}" if total else "")
+            progress.update(tasks[phase], completed=done, total=total, size=size)
 
     with progress:
         yield update

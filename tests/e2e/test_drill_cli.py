@@ -95,6 +95,13 @@ def test_usage_errors_exit_2(primary: BackedUp, args) -> None:
     assert result.stderr.startswith("drctl: error:")
 
 
+def test_a_drill_without_its_snapshot_is_recorded_as_aborted(primary: BackedUp) -> None:
+    primary.env.cli("drill", "run", "--snapshot", "feedbeef", check_exit=2)
+    latest = primary.env.cli_json("drill", "list")[0]
+    assert latest["state"] == "aborted" and latest["snapshot_id"] is None
+    assert "feedbeef" in latest["reason"]
+
+
 def test_unreachable_repository_exits_3_and_is_recorded(primary: BackedUp) -> None:
     repo = primary.root / "repo"
     repo.rename(repo.with_name("repo.away"))
