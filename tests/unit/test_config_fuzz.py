@@ -14,7 +14,9 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import math
+import signal
 import subprocess
 import tomllib
 from pathlib import Path
@@ -268,10 +270,32 @@ def _names_key(problems: list[tuple[str, str]], path: tuple, kind: str) -> bool:
     return kind == "missing" and any(k.startswith(_dotted(path[:-1]) + ".") for k in keys)
 
 
+@contextlib.contextmanager
+def _logging_restored():
+    """The CLI sets up logging for a process; give the test process its own back."""
+    loggers = [
+        logging.getLogger(n)
+        for n in ("", "pynetdicom", "botocore", "boto3", "urllib3", "alembic", "apscheduler")
+    ]
+    saved = [(lg, lg.level, lg.handlers[:]) for lg in loggers]
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        for lg, level, handlers in saved:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+        signal.signal(signal.SIGTERM, sigterm)
+
+
 def _cli(config_path: Path) -> tuple[int, str]:
     """The CLI's own entry point, in-process: (exit code, stderr)."""
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        _logging_restored(),
+        contextlib.redirect_stderr(err),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         try:
             main(["--config", str(config_path), "--json", "snapshots", "list"])
         except SystemExit as exc:
