@@ -35,6 +35,13 @@ class LocalBackend:
         except OSError:
             return []
 
+    def lock_ids(self) -> list[str]:
+        """IDs of the lock files restic holds (or left behind) in the repository."""
+        try:
+            return os.listdir(self.root / "locks")
+        except OSError:
+            return []
+
 
 class S3Backend:
     def __init__(
@@ -93,6 +100,22 @@ class S3Backend:
             Bucket=self.location.bucket,
             Prefix=key_prefix,
         )
+        return [obj["Key"].rsplit("/", 1)[-1] for obj in response.get("Contents", [])]
+
+    def lock_ids(self) -> list[str]:
+        """IDs of the lock objects restic holds (or left behind) in the repository
+        (empty when the credentials may not list them)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.bucket._call(
+                "listing locks",
+                self.bucket.client.list_objects_v2,
+                Bucket=self.location.bucket,
+                Prefix=self._key("locks") + "/",
+            )
+        except ClientError:
+            return []
         return [obj["Key"].rsplit("/", 1)[-1] for obj in response.get("Contents", [])]
 
 

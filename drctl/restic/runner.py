@@ -302,8 +302,9 @@ class Restic:
             raise Interrupted(f"restic {action} was interrupted")
         return result
 
-    def _remove_stale_locks(self) -> bool:
-        """Remove restic locks whose holder is provably gone; True if any was removed."""
+    def _remove_stale_locks(self, *, only_if_all: bool = True) -> bool:
+        """Remove restic locks whose holder is provably gone; True if any was removed.
+        ``only_if_all``: do nothing while a live holder remains (waiting is needed anyway)."""
         try:
             found = self.locks()
         except RepositoryError:
@@ -311,7 +312,7 @@ class Restic:
         stale = stale_locks(
             found, now=datetime.now(UTC), hostname=socket.gethostname(), pid_alive=pid_alive
         )
-        if not stale or len(stale) < len(found):
+        if not stale or (only_if_all and len(stale) < len(found)):
             return False
         for lock in stale:
             log.warning(
@@ -463,12 +464,18 @@ class Restic:
 
     def probe(self) -> None:
         """Is the repository there and reachable? Without deriving the key (cheap); the
-        password is proven by the first real command. Falls back to :meth:`open`."""
+        password is proven by the first real command. Falls back to :meth:`open`. Locks
+        left by processes that are provably gone are removed."""
         backend = self._backend()
         if backend is None:
             self.open()
-        else:
-            backend.probe()
+            return
+        backend.probe()
+        if backend.lock_ids():
+            # A drctl or restic that died (SIGKILL, a power cut) leaves its lock behind;
+            # restic's next shared lock ignores it, but every exclusive operation (check,
+            # prune; from other hosts for 30 minutes) would be blocked by it.
+            self._remove_stale_locks(only_if_all=False)
 
     def snapshots(
         self, *, host: str | None = None, tags: Sequence[str] = (), ids: Sequence[str] = ()
