@@ -380,6 +380,30 @@ def which(program: str) -> str | None:
     return _which(program)
 
 
+def spawn_guard(
+    argv: Sequence[str], *, log_path: str | os.PathLike | None = None
+) -> subprocess.Popen:
+    """Start a helper that must outlive drctl and learns of drctl's end through its
+    standard input: a pipe whose only write end drctl holds, so it reads EOF however drctl
+    ends (SIGKILL included). Own session: a terminal's Ctrl-C does not reach it. The
+    caller writes to and closes ``popen.stdin``."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        log.debug("guard: %s", " ".join(str(a) for a in argv))
+        return subprocess.Popen(
+            [str(a) for a in argv],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise ToolMissing(f"{argv[0]} not found") from exc
+    finally:
+        if log_path:
+            out.close()
+
+
 def spawn_detached(
     argv: Sequence[str],
     *,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -176,15 +178,37 @@ class OrthancNode:
         assert index is not None
         raw = staging / "index.raw"
         started = time.monotonic()
-        self.stop()
-        taken = datetime.now(UTC)
-        try:
-            _copy_with_side_files(index, raw)
-        finally:
-            self.start()  # the node comes back even when the copy failed
+        with self._start_guard():
+            self.stop()
+            taken = datetime.now(UTC)
+            try:
+                _copy_with_side_files(index, raw)
+            finally:
+                self.start()  # the node comes back even when the copy failed
         outage = time.monotonic() - started
         log.info("node %s: index copied with a %.1fs outage", self.name, outage)
         return self._finish_sqlite(raw, staging, "stop-start", taken, outage, read)
+
+    @contextlib.contextmanager
+    def _start_guard(self) -> Iterator[None]:
+        """While the node may be stopped: a guard process that runs its start command if
+        drctl dies before the ``finally`` that starts it (see drctl.pacs.start_guard)."""
+        if not self.node.start:
+            yield
+            return
+        logs = self.controller.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        guard = execute.spawn_guard(
+            [sys.executable, "-m", "drctl.pacs.start_guard", "--", *self.node.start],
+            log_path=logs / f"start-guard-{self.name}.log")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                guard.stdin.write(b"disarm\n")
+                guard.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                guard.wait(30)  # it exits at once; if not, it is harmless
 
     def _copy_sqlite_command(self, staging: Path, read) -> IndexCopy:
         index = self.index_file
