@@ -274,6 +274,7 @@ class Daemon:
             self.running,
             self.stopping,
             self._on_lost,
+            self.watchdog.poke,
         )
         self.term = Term(leadership)
         specs = self.term.start()
@@ -365,7 +366,7 @@ class Daemon:
                 lease.release(self.catalog, self.lease_name, self.holder, term.token)
             except CatalogUnavailable as exc:
                 log.warning("lease not released (it expires by itself): %s", exc)
-        self.watchdog.stopped.set()
+        self.watchdog.stop()
         self.notifier.close(5.0)
         self.metrics.close()
         log.info("agent %s: scheduler stopped", self.agent)

@@ -86,6 +86,7 @@ class Leadership:
     running: RunningJobs
     stopping: threading.Event
     on_lost: Callable[[str], None]  # the daemon steps down
+    after_job: Callable[[], None] = lambda: None  # the watchdog refreshes metrics
 
     @property
     def leader_lease(self) -> str:
@@ -233,6 +234,7 @@ class JobRunner:
                 "leader_token": term.token,
                 "job_token": token,
             },
+            outcome,
         )
         if outcome.run_id is None and run_ids:
             outcome.run_id = run_ids[-1]
@@ -262,6 +264,7 @@ class JobRunner:
         elif outcome.state == "failed":
             term.notifier.ping(spec.kind, "fail", outcome.reason)
         self._alert(spec, outcome, site)
+        term.after_job()
 
     def _alert(self, spec: JobSpec, outcome: Outcome, site: str) -> None:
         term = self.term
@@ -272,10 +275,13 @@ class JobRunner:
             term.notifier.alert(alert)
 
 
-def tag_runs(catalog: Catalog, spec: JobSpec, after_id: int, schedule: dict) -> list[int]:
+def tag_runs(
+    catalog: Catalog, spec: JobSpec, after_id: int, schedule: dict, outcome: Outcome
+) -> list[int]:
     """Write ``details.schedule`` into the runs this thread's job created (this process,
     trigger scheduler, the job's kind and target, id above ``after_id``); returns their
-    ids in order."""
+    ids in order. The job has ended: a run it left ``running`` (stopped before it could
+    record its end) gets the outcome's final state now rather than when it is reaped."""
     target = Run.repository if spec.kind in REPOSITORY_KINDS else Run.node
     with catalog.session() as s:
         rows = s.scalars(
@@ -292,4 +298,8 @@ def tag_runs(catalog: Catalog, spec: JobSpec, after_id: int, schedule: dict) -> 
         ).all()
         for row in rows:
             row.details = {**(row.details or {}), "schedule": schedule}
+            if row.state == "running":
+                row.state = outcome.state if outcome.state != "succeeded" else "interrupted"
+                row.reason = row.reason or outcome.reason or "ended without recording its end"
+                row.ended_at = datetime.now(UTC)
         return [row.id for row in rows]

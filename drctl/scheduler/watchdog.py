@@ -173,6 +173,7 @@ class Watchdog(threading.Thread):
         self.metrics, self.agent = metrics, agent
         self.started = datetime.now(UTC)
         self.stopped = threading.Event()
+        self._poked = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -180,7 +181,16 @@ class Watchdog(threading.Thread):
                 self.tick()
             except Exception as exc:  # a catalog outage must not end the watch
                 log.warning("watchdog: %s: %s", type(exc).__name__, exc)
-            self.stopped.wait(interval_for(self.settings()))
+            self._poked.wait(interval_for(self.settings()))
+            self._poked.clear()
+
+    def poke(self) -> None:
+        """Look again now (a job just ended: its metrics should not wait)."""
+        self._poked.set()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._poked.set()
 
     def tick(self, now: datetime | None = None) -> list[Clock]:
         """One pass: reap dead runs, read the clocks and facts, alert on changes."""
