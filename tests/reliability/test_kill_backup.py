@@ -22,6 +22,8 @@ from drctl.net import port_open
 from tests.reliability import faults
 from tests.support.scenarios import env_for, primary, raw_restic
 
+pytestmark = pytest.mark.xdist_group("reliability-kill")  # one primary per worker run
+
 
 @pytest.fixture(scope="module")
 def pg_primary(tmp_path_factory):
