@@ -149,8 +149,9 @@ def test_ansible_lint_is_clean_offline():
     assert "Profile 'production' was required, and it passed" in out, out
 
 
-SECRET_NAME = re.compile(r"(password|_secret_access_key|_key|_key_id|webhook_url)$")
-VAULT_REFERENCE = re.compile(r"^\{\{ vault_[a-z0-9_]+ \}\}$")
+SECRET_NAME = re.compile(r"(password|pass|_secret_access_key|_key|[.]key|_key_id|webhook_url)$")
+# a value from Ansible Vault, or a drctl secret reference (env:, file:, command:)
+REFERENCE = re.compile(r"^(\{\{ vault_[a-z0-9_]+ \}\}|(env|file|command):.+)$")
 
 
 def _secret_settings(node, path=()):
@@ -163,13 +164,14 @@ def _secret_settings(node, path=()):
 
 
 def test_secret_variables_hold_no_values():
-    """Every secret variable in ansible/ is empty (role defaults) or a vault reference
-    (example inventory): secrets live in Ansible Vault, never in the repository."""
+    """Every secret variable in ansible/ is empty (role defaults), a vault reference
+    (example inventory) or a drctl secret reference: secrets live in Ansible Vault, never
+    in the repository."""
     seen = 0
     for path in sorted(ANSIBLE.rglob("*.yml")):
         for where, value in _secret_settings(yaml.safe_load(path.read_text()) or {}):
             seen += 1
-            assert value == "" or VAULT_REFERENCE.match(value), (path, where, value)
+            assert value == "" or REFERENCE.match(value), (path, where, value)
     assert seen >= 10
 
 
@@ -240,7 +242,7 @@ def site(tmp_path_factory, moto_s3):
     src = copy_source(root / "src")
     secret = {
         name: f"{name}-{secrets.token_hex(12)}"
-        for name in ("restic", "phi", "s3id", "s3key", "pruneid", "prunekey")
+        for name in ("restic", "phi", "s3id", "s3key", "pruneid", "prunekey", "primaryindex")
     }
     user, group = getpass.getuser(), _group_name()
     bucket = moto_s3.bucket()
@@ -294,7 +296,12 @@ def site(tmp_path_factory, moto_s3):
             "drctl_controller_repositories": {
                 "offsite": {"url": moto_s3.repo_url(bucket), "aws_region": "us-east-1"}
             },
-            "drctl_controller_nodes": {"primary": pacs.node_table(repository="offsite")},
+            "drctl_controller_nodes": {
+                "primary": pacs.node_table(
+                    repository="offsite",
+                    index_password=f"file:{prefix}/etc/drctl/primary-index.pass",
+                )
+            },
             "drctl_controller_schedule": {"backup": "cron:0 */4 * * *", "drill": "off"},
             "drctl_controller_drill": {"mode": STANDBY, "sample_instances": 8},
             # secrets (Ansible Vault in production)
@@ -304,6 +311,7 @@ def site(tmp_path_factory, moto_s3):
             "drctl_controller_s3_secret_access_key": secret["s3key"],
             "drctl_controller_prune_s3_access_key_id": secret["pruneid"],
             "drctl_controller_prune_s3_secret_access_key": secret["prunekey"],
+            "drctl_controller_extra_secrets": {"primary-index.pass": secret["primaryindex"]},
         }
         inventory = root / "inventory.yml"
         inventory.write_text(
@@ -383,6 +391,7 @@ def test_converge_provisions_standby_and_drctl(site: Site):
         "s3-backup.key": "s3key",
         "s3-prune.id": "pruneid",
         "s3-prune.key": "prunekey",
+        "primary-index.pass": "primaryindex",
     }
     for name, key in files.items():
         info = (secret_dir / name).stat()
