@@ -11,7 +11,12 @@ from datetime import datetime
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from drctl.catalog.models import Drill, JobState, Replication, Run, Snapshot, UTCDateTime
+from drctl.catalog.models import Drill, JobState, Run, Snapshot, UTCDateTime
+from drctl.catalog.queries import (  # noqa: F401 - shared with status and reports, re-exported
+    GOOD_SNAPSHOTS,
+    newest_good_snapshots,
+    newest_replications,
+)
 from drctl.config import Settings
 from drctl.scheduler.jobs import JobSpec, agents, jobs_for
 from drctl.scheduler.metrics import JobFacts, SiteFacts
@@ -19,7 +24,6 @@ from drctl.scheduler.metrics import JobFacts, SiteFacts
 # job kinds whose runs name a repository rather than a node
 REPOSITORY_KINDS = ("check", "prune")
 GOOD_RUN_STATES = ("succeeded", "warning")
-GOOD_SNAPSHOTS = ("complete", "warning")
 
 
 def state_agent(site: str, agent: str) -> str:
@@ -100,33 +104,6 @@ def job_facts(session: Session, settings: Settings) -> list[JobFacts]:
                 )
             )
     return facts
-
-
-def newest_good_snapshots(session: Session, site: str) -> dict[str, datetime]:
-    """Per node, the time of its newest restorable pair (``pair_time``, else ``time``) among
-    complete or warning snapshots that were not forgotten."""
-    when = type_coerce(func.max(func.coalesce(Snapshot.pair_time, Snapshot.time)), UTCDateTime())
-    rows = session.execute(
-        select(Snapshot.node, when)
-        .where(
-            Snapshot.site == site,
-            Snapshot.status.in_(GOOD_SNAPSHOTS),
-            Snapshot.forgotten_at.is_(None),
-        )
-        .group_by(Snapshot.node)
-    ).all()
-    return {node: t for node, t in rows if t is not None}
-
-
-def newest_replications(session: Session, site: str) -> dict[str, Replication]:
-    """Per standby, its newest replication row."""
-    newest = (
-        select(func.max(Replication.id))
-        .where(Replication.site == site)
-        .group_by(Replication.standby)
-    )
-    rows = session.scalars(select(Replication).where(Replication.id.in_(newest))).all()
-    return {row.standby: row for row in rows}
 
 
 def first_run_start(session: Session, site: str, kind: str, node: str) -> datetime | None:
