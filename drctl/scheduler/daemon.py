@@ -37,7 +37,8 @@ from drctl.config import Settings
 from drctl.errors import CatalogUnavailable, DrctlError
 from drctl.notify.notifier import Notifier, known_secrets
 from drctl.scheduler import lease
-from drctl.scheduler.interrupt import AlreadyRunning, DaemonStopping, LeaseLost, RunningJobs
+from drctl.scheduler.interrupt import DaemonStopping, LeaseLost, RunningJobs
+from drctl.scheduler.lease import AlreadyRunning
 from drctl.scheduler.metrics import Metrics
 from drctl.scheduler.runner import Leadership
 from drctl.scheduler.term import Term
@@ -48,16 +49,6 @@ log = logging.getLogger(__name__)
 STOP_WAIT_S = 45.0  # restic gets 30 s after SIGINT (execute.run's stop_grace)
 STEP_DOWN_WAIT_S = 20.0
 TICK_S = 0.2
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Daemon:
@@ -89,6 +80,8 @@ class Daemon:
         self._signals = 0
         self._reload_requested = False
         self._refused: AlreadyRunning | None = None
+        self._catalog_failing_since: float | None = None
+        self._catalog_warned = 0.0
 
     def settings(self) -> Settings:
         return self._settings
@@ -114,9 +107,7 @@ class Daemon:
             self._serve_metrics()
             self.watchdog.start()
             while self._stop_signal is None:
-                if self._reload_requested:
-                    self._reload()
-                self._lease_tick()
+                self._tick()
                 self._sleep(self.settings().controller.lease_ttl / 3)
             log.info("%s received: stopping", self._stop_signal)
         finally:
@@ -189,43 +180,48 @@ class Daemon:
 
     def _take_sqlite_lease(self) -> None:
         ttl = self.settings().controller.lease_ttl
-        token = lease.acquire(self.catalog, self.lease_name, self.holder, ttl, self._info())
-        if token is None:
-            view = lease.get(self.catalog, self.lease_name)
-            info = view.info if view else {}
-            if view and info.get("host") == self.host and not _pid_alive(int(info.get("pid", 0))):
-                log.warning(
-                    "agent %s: the daemon that held the lease (pid %s) is gone; taking over",
-                    self.agent,
-                    info.get("pid"),
-                )
-                token = lease.acquire(
-                    self.catalog,
-                    self.lease_name,
-                    self.holder,
-                    ttl,
-                    self._info(),
-                    dead_holder=view.holder,
-                )
-            if token is None:
-                raise AlreadyRunning(
-                    f"another drctl scheduler already serves agent {self.agent} of site "
-                    f"{self.site} with this SQLite catalog (pid {info.get('pid')} on "
-                    f"{info.get('host')}, lease until "
-                    f"{view.expires_at.isoformat(timespec='seconds') if view else '?'})",
-                    hint="a SQLite catalog allows one daemon per agent: stop the other one, "
-                    "or use a PostgreSQL catalog for redundant daemons",
-                )
+        token = lease.acquire_single(
+            self.catalog,
+            self.lease_name,
+            self.holder,
+            ttl,
+            self._info(),
+            what=(f"agent {self.agent} of site {self.site}"),
+        )
         self._lead(token)
+
+    def _tick(self) -> None:
+        """One pass of the main loop; nothing raised here ends the daemon (leadership is
+        safe anyway: a lease that is not renewed expires, and jobs fence on it)."""
+        try:
+            if self._reload_requested:
+                self._reload()
+            self._lease_tick()
+            self._catalog_failing_since = None
+        except CatalogUnavailable as exc:
+            now = time.monotonic()
+            if self._catalog_failing_since is None or now - self._catalog_warned > 60:
+                log.warning(
+                    "agent %s: catalog unavailable (%s); %s",
+                    self.agent,
+                    exc,
+                    "leading until the lease expires" if self.term else "not leading",
+                )
+                self._catalog_warned = now
+            self._catalog_failing_since = self._catalog_failing_since or now
+        except Exception as exc:
+            log.error(
+                "agent %s: %s: %s",
+                self.agent,
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, DrctlError),
+            )
 
     def _lease_tick(self) -> None:
         ttl = self.settings().controller.lease_ttl
         if self.term is None:
-            try:
-                token = lease.acquire(self.catalog, self.lease_name, self.holder, ttl, self._info())
-            except CatalogUnavailable as exc:
-                log.warning("agent %s: cannot try for the lease: %s", self.agent, exc)
-                return
+            token = lease.acquire(self.catalog, self.lease_name, self.holder, ttl, self._info())
             if token is not None:
                 self._lead(token)
             return
@@ -240,11 +236,7 @@ class Daemon:
             )
             return
         asked = time.monotonic()
-        try:
-            expiry = lease.renew(self.catalog, self.lease_name, self.holder, self.term.token, ttl)
-        except CatalogUnavailable as exc:
-            log.warning("agent %s: lease not renewed: %s", self.agent, exc)
-            return
+        expiry = lease.renew(self.catalog, self.lease_name, self.holder, self.term.token, ttl)
         if expiry is None:
             self._step_down("the lease expired or another daemon took it")
             return
@@ -276,8 +268,14 @@ class Daemon:
             self._on_lost,
             self.watchdog.poke,
         )
-        self.term = Term(leadership)
-        specs = self.term.start()
+        term = Term(leadership)
+        try:
+            specs = term.start()
+        except BaseException:
+            term.stop_scheduler()
+            lease.release(self.catalog, self.lease_name, self.holder, token)
+            raise
+        self.term = term
         self.metrics.leader = True
         log.warning(
             "agent %s: this daemon leads now (fencing token %d); %d job(s)%s",

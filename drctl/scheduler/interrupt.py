@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from drctl.errors import Interrupted, UnavailableError
+from drctl.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ class LeaseLost(Interrupted):
 
     def __init__(self, message: str = "interrupted: this daemon lost its scheduler lease", **kw):
         super().__init__(message, **kw)
-
-
-class AlreadyRunning(UnavailableError):
-    """Another daemon already serves this agent on a catalog that allows only one."""
 
 
 def interrupt_thread(ident: int, exc_type: type[BaseException]) -> bool:
@@ -68,12 +64,26 @@ class RunningJob:
 
 
 class RunningJobs:
-    """The jobs inside an action right now, by thread."""
+    """The firings in progress, and the jobs inside an action right now, by thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[int, RunningJob] = {}
+        self._firings = 0
         self._idle = threading.Condition(self._lock)
+
+    @contextlib.contextmanager
+    def firing(self) -> Iterator[None]:
+        """Count a firing from its first catalog step to its last (never interrupted
+        outside :meth:`action`, but waited for)."""
+        with self._lock:
+            self._firings += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._firings -= 1
+                self._idle.notify_all()
 
     @contextlib.contextmanager
     def action(self, key: str, lease: str, token: int) -> Iterator[RunningJob]:
@@ -114,10 +124,11 @@ class RunningJobs:
         return count
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until no job runs; returns False if some still ran after ``timeout``."""
+        """Wait until no firing is in progress; returns False if some still was after
+        ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._jobs:
+            while self._jobs or self._firings:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

@@ -18,6 +18,8 @@ COMMIT would otherwise hold the row lock, and the other daemons' compare-and-set
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,11 +29,17 @@ from sqlalchemy.orm import Session
 
 from drctl.catalog.db import Catalog
 from drctl.catalog.models import Lease
+from drctl.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FREE = ""
+
+
+class AlreadyRunning(UnavailableError):
+    """Another daemon already serves this agent on a catalog that allows only one (exit 3:
+    the job cannot start, the configuration is fine)."""
 
 
 @dataclass(frozen=True)
@@ -226,3 +234,46 @@ def read(catalog: Catalog, prefix: str) -> list[LeaseView]:
             )
             for r in rows
         ]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_single(
+    catalog: Catalog, name: str, holder: str, ttl: float, info: dict, *, what: str
+) -> int:
+    """Take ``name`` for a daemon that must be the only one (SQLite catalog: one machine).
+    A holder on this host whose process is gone is taken over at once. Returns the token;
+    raises :class:`AlreadyRunning` naming the live holder."""
+    token = acquire(catalog, name, holder, ttl, info)
+    if token is not None:
+        return token
+    view = get(catalog, name)
+    held = view.info if view else {}
+    if (
+        view
+        and held.get("host") == socket.gethostname()
+        and not _pid_alive(int(held.get("pid") or 0))
+    ):
+        log.warning(
+            "%s: the daemon that held the lease (pid %s) is gone; taking over",
+            what,
+            held.get("pid"),
+        )
+        token = acquire(catalog, name, holder, ttl, info, dead_holder=view.holder)
+        if token is not None:
+            return token
+    until = view.expires_at.isoformat(timespec="seconds") if view else "?"
+    raise AlreadyRunning(
+        f"another drctl scheduler already serves {what} with this SQLite catalog (pid "
+        f"{held.get('pid')} on {held.get('host')}, lease until {until})",
+        hint="a SQLite catalog allows one daemon per agent: stop the other one, or use a "
+        "PostgreSQL catalog for redundant daemons",
+    )

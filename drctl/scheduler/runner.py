@@ -127,7 +127,8 @@ class JobRunner:
         spec = self.specs.get(key)
         try:
             if spec is not None and not self.term.stopping.is_set():
-                self._fire(spec, fire_at)
+                with self.term.running.firing():
+                    self._fire(spec, fire_at)
         except BaseException as exc:  # the daemon outlives every job
             log.error(
                 "job %s: %s: %s",
@@ -238,16 +239,7 @@ class JobRunner:
         )
         if outcome.run_id is None and run_ids:
             outcome.run_id = run_ids[-1]
-        with term.catalog.session() as s:
-            s.execute(
-                update(JobState)
-                .where(JobState.agent == state_agent(site, spec.agent), JobState.job == spec.key)
-                .values(
-                    last_run_id=outcome.run_id,
-                    last_state=outcome.state,
-                    last_ended_at=datetime.now(UTC),
-                )
-            )
+        record_state(term.catalog, site, spec, outcome)
         term.metrics.runs.labels(spec.agent, spec.kind, spec.target, outcome.state).inc()
         level = logging.INFO if outcome.state == "succeeded" else logging.WARNING
         log.log(
@@ -273,6 +265,20 @@ class JobRunner:
         for alert in [*alerts, *([episode] if episode else [])]:
             term.metrics.alerts.labels(alert.kind).inc()
             term.notifier.alert(alert)
+
+
+def record_state(catalog: Catalog, site: str, spec: JobSpec, outcome: Outcome) -> None:
+    """The job's last run and state in ``JobState`` (its firing was claimed before)."""
+    with catalog.session() as s:
+        s.execute(
+            update(JobState)
+            .where(JobState.agent == state_agent(site, spec.agent), JobState.job == spec.key)
+            .values(
+                last_run_id=outcome.run_id,
+                last_state=outcome.state,
+                last_ended_at=datetime.now(UTC),
+            )
+        )
 
 
 def tag_runs(

@@ -13,7 +13,15 @@ from sqlalchemy import select
 
 from drctl.catalog.models import JobState
 from drctl.scheduler.history import state_agent
-from drctl.scheduler.jobs import JobSpec, describe, first_fire, jobs_for, local_zone, make_trigger
+from drctl.scheduler.jobs import (
+    FirstFire,
+    JobSpec,
+    describe,
+    first_fire,
+    jobs_for,
+    local_zone,
+    make_trigger,
+)
 from drctl.scheduler.runner import FiringExecutor, JobRunner, Leadership
 
 log = logging.getLogger(__name__)
@@ -66,20 +74,7 @@ class Term:
         now, tz = datetime.now(UTC), local_zone()
         for spec in specs:
             first = first_fire(spec, last.get(spec.key), now, grace, tz)
-            if first.skipped is not None:
-                log.warning(
-                    "job %s: the slot of %s was missed by more than schedule.grace; "
-                    "not run (next: %s)",
-                    spec.key,
-                    first.skipped.isoformat(timespec="seconds"),
-                    first.at.isoformat(timespec="seconds"),
-                )
-            elif first.reason == "catch-up":
-                log.info(
-                    "job %s: running the missed slot of %s once now",
-                    spec.key,
-                    first.at.isoformat(timespec="seconds"),
-                )
+            _explain(spec, first, now)
             self.scheduler.add_job(
                 self.runner.fire,
                 trigger=make_trigger(spec, anchor=first.anchor, tz=tz),
@@ -91,12 +86,6 @@ class Term:
                 coalesce=True,
                 max_instances=1,
                 replace_existing=True,
-            )
-            log.info(
-                "job %s: %s, next %s",
-                spec.key,
-                describe(spec),
-                max(first.at, now).isoformat(timespec="seconds"),
             )
         return specs
 
@@ -110,3 +99,26 @@ class Term:
         """No new firings from now on (running jobs go on until stopped)."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+
+def _explain(spec: JobSpec, first: FirstFire, now: datetime) -> None:
+    """Log where the job's timetable resumes (and any slot it will not run)."""
+    if first.skipped is not None:
+        log.warning(
+            "job %s: the slot of %s was missed by more than schedule.grace; not run (next: %s)",
+            spec.key,
+            first.skipped.isoformat(timespec="seconds"),
+            first.at.isoformat(timespec="seconds"),
+        )
+    elif first.reason == "catch-up":
+        log.info(
+            "job %s: running the missed slot of %s once now",
+            spec.key,
+            first.at.isoformat(timespec="seconds"),
+        )
+    log.info(
+        "job %s: %s, next %s",
+        spec.key,
+        describe(spec),
+        max(first.at, now).isoformat(timespec="seconds"),
+    )

@@ -84,60 +84,57 @@ def _never(
     )
 
 
+def _image_clocks(s, settings: Settings, now: datetime, started: datetime) -> list[Clock]:
+    site = settings.controller.site
+    images = history.newest_good_snapshots(s, site)
+    clocks = []
+    for node in settings.primaries():
+        t = images.get(node)
+        if t is None:
+            first = history.first_run_start(s, site, "backup", node)
+            clocks.append(_never("image", node, first, started, now, "complete snapshot"))
+            continue
+        detail = (
+            f"newest restorable snapshot pair of {node} is from {t.isoformat(timespec='seconds')}"
+        )
+        clocks.append(Clock("image", node, _age(now, t), t, detail))
+    return clocks
+
+
+def _index_clocks(s, settings: Settings, now: datetime, started: datetime) -> list[Clock]:
+    site, value = settings.controller.site, settings.schedule.replicate
+    if value is None or parse_schedule(value)[0] == "off":
+        return []
+    replications = history.newest_replications(s, site)
+    clocks = []
+    for standby in settings.standbys():
+        rep = replications.get(standby)
+        if rep is None:
+            first = history.first_run_start(s, site, "replicate", standby)
+            clocks.append(_never("index", standby, first, started, now, "replication"))
+            continue
+        if rep.lag_s is not None:  # the lag it left, and changes since are assumed
+            age, ref = rep.lag_s + _age(now, rep.finished_at), rep.source_time
+        else:
+            ref = rep.source_time or rep.finished_at
+            age = _age(now, ref)
+        detail = (
+            f"newest replication to {standby} finished "
+            f"{rep.finished_at.isoformat(timespec='seconds')}"
+        )
+        clocks.append(Clock("index", standby, age, ref, detail))
+    return clocks
+
+
 def read_clocks(
     catalog: Catalog, settings: Settings, *, now: datetime, started: datetime
 ) -> list[Clock]:
     """The image clock of every primary and the index clock of every replicated standby,
     each judged against ``drill.max_rpo``."""
-    site, limit = settings.controller.site, settings.drill.max_rpo
-    replicated = (
-        settings.schedule.replicate is not None
-        and parse_schedule(settings.schedule.replicate)[0] != "off"
-    )
-    clocks = []
     with catalog.session() as s:
-        images = history.newest_good_snapshots(s, site)
-        for node in settings.primaries():
-            if node in images:
-                t = images[node]
-                clocks.append(
-                    Clock(
-                        "image",
-                        node,
-                        _age(now, t),
-                        t,
-                        f"newest restorable snapshot pair of {node} is from "
-                        f"{t.isoformat(timespec='seconds')}",
-                    )
-                )
-            else:
-                first = history.first_run_start(s, site, "backup", node)
-                clocks.append(_never("image", node, first, started, now, "complete snapshot"))
-        replications = history.newest_replications(s, site) if replicated else {}
-        for standby in settings.standbys() if replicated else []:
-            rep = replications.get(standby)
-            if rep is None:
-                first = history.first_run_start(s, site, "replicate", standby)
-                clocks.append(_never("index", standby, first, started, now, "replication"))
-                continue
-            if rep.lag_s is not None:
-                age = rep.lag_s + _age(now, rep.finished_at)
-                ref = rep.source_time
-            else:
-                ref = rep.source_time or rep.finished_at
-                age = _age(now, ref)
-            clocks.append(
-                Clock(
-                    "index",
-                    standby,
-                    age,
-                    ref,
-                    f"newest replication to {standby} "
-                    f"finished {rep.finished_at.isoformat(timespec='seconds')}",
-                )
-            )
+        clocks = _image_clocks(s, settings, now, started) + _index_clocks(s, settings, now, started)
     for clock in clocks:
-        clock.breach = clock.age_s is not None and clock.age_s > limit
+        clock.breach = clock.age_s is not None and clock.age_s > settings.drill.max_rpo
     return clocks
 
 
