@@ -78,6 +78,16 @@ def specific_alerts(catalog: Catalog, site: str, spec: JobSpec, outcome: Outcome
                 **common,
             )
         )
+    if spec.kind == "drill" and outcome.drill is None and outcome.state == "failed":
+        alerts.append(
+            Alert(
+                "drill_failed",
+                site,
+                f"restore drill of {spec.target} could not run",
+                reason=outcome.reason,
+                **common,
+            )
+        )
     if outcome.drill is not None:
         passed = outcome.drill.get("verdict") == "passed"
         alerts.append(

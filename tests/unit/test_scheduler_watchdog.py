@@ -219,3 +219,10 @@ def test_specific_alerts_for_breakers_vanished_studies_and_drills(env):
         Outcome("failed", "2 studies missing", drill={"verdict": "failed", "drill_id": 3}),
     )
     assert [a.kind for a in drill] == ["drill_failed"] and drill[0].reason == "2 studies missing"
+    aborted = specific_alerts(
+        catalog,
+        "main",
+        JobSpec("drill", "pacs1", "dr", "every:7d"),
+        Outcome("failed", "repository offsite unreachable"),
+    )
+    assert [a.kind for a in aborted] == ["drill_failed"] and "could not run" in aborted[0].summary
