@@ -25,6 +25,8 @@ class SnapshotRow:
     status: str
     verified: bool
     in_repository: bool | None = None
+    pair_time: str | None = None  # the consistent pair's time (RPO basis)
+    forgotten: bool = False
 
     def to_json(self) -> dict:
         return {"snapshot_id": self.snapshot_id, "time": self.time, "node": self.node,
@@ -32,21 +34,28 @@ class SnapshotRow:
                 "instances": self.instances, "bytes": self.bytes,
                 "bytes_added": self.bytes_added, "status": self.status,
                 "verified": self.verified, "short_id": self.short_id,
+                "pair_time": self.pair_time,
+                **({"forgotten": True} if self.forgotten else {}),
                 **({} if self.in_repository is None else {"in_repository": self.in_repository})}
 
 
 def _row(s: Snapshot, present: bool | None = None) -> SnapshotRow:
     return SnapshotRow(s.snapshot_id, s.short_id, s.time.isoformat(), s.node, s.repository,
                        s.studies, s.instances, s.total_bytes, s.bytes_added, s.status,
-                       s.verified_at is not None, present)
+                       s.verified_at is not None, present,
+                       s.pair_time.isoformat() if s.pair_time else None, s.forgotten_at is not None)
 
 
 def list_snapshots(ctx: Context, *, node: str | None = None, repository: str | None = None,
-                   verify_repository: bool = False) -> list[SnapshotRow]:
-    """Storage snapshots in the catalog (not forgotten), oldest first. With
-    ``verify_repository`` each is checked against ``restic snapshots``."""
+                   verify_repository: bool = False,
+                   include_forgotten: bool = False) -> list[SnapshotRow]:
+    """Storage snapshots in the catalog (not forgotten, unless ``include_forgotten``: the
+    history a report draws), oldest first. With ``verify_repository`` each is checked
+    against ``restic snapshots``."""
     with ctx.catalog.session() as s:
-        query = select(Snapshot).where(Snapshot.site == ctx.site, Snapshot.forgotten_at.is_(None))
+        query = select(Snapshot).where(Snapshot.site == ctx.site)
+        if not include_forgotten:
+            query = query.where(Snapshot.forgotten_at.is_(None))
         if node:
             query = query.where(Snapshot.node == node)
         if repository:

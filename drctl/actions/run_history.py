@@ -1,0 +1,88 @@
+"""Runs as history: what drctl did, for ``drctl status`` and the site report.
+
+Only reads the catalog. Run reasons may name study UIDs (vanished studies); callers that
+publish them (the report) redact them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from drctl.actions.context import Context
+from drctl.catalog.models import Run, Vanished
+from drctl.catalog.queries import newest_runs
+
+# the states a finished run can end in; "running" is not history yet
+FINISHED = ("succeeded", "warning", "failed", "interrupted")
+
+
+def run_json(run: Run, now: datetime | None = None) -> dict:
+    """A run as a plain record (never its details: they may name studies)."""
+    ended = run.ended_at
+    doc = {
+        "run_id": run.id,
+        "kind": run.kind,
+        "node": run.node,
+        "repository": run.repository,
+        "state": run.state,
+        "reason": run.reason,
+        "trigger": run.trigger,
+        "started_at": run.started_at.isoformat(),
+        "ended_at": ended.isoformat() if ended else None,
+        "duration_s": round((ended - run.started_at).total_seconds(), 3) if ended else None,
+    }
+    if now is not None:
+        doc["age_s"] = round(max(0.0, (now - (ended or run.started_at)).total_seconds()), 3)
+    return doc
+
+
+def list_runs(
+    ctx: Context,
+    *,
+    kinds: tuple[str, ...] | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[Run]:
+    """Finished runs of this site (of ``kinds``, started at or after ``since``), newest
+    first, at most ``limit``."""
+    with ctx.catalog.session() as s:
+        query = select(Run).where(Run.site == ctx.site, Run.state.in_(FINISHED))
+        if kinds:
+            query = query.where(Run.kind.in_(kinds))
+        if since is not None:
+            query = query.where(Run.started_at >= since)
+        query = query.order_by(Run.id.desc())
+        if limit:
+            query = query.limit(limit)
+        return list(s.scalars(query))
+
+
+def count_runs(ctx: Context, *, since: datetime | None = None) -> dict[tuple[str, str], int]:
+    """(kind, state) -> number of finished runs of this site since ``since``."""
+    with ctx.catalog.session() as s:
+        query = select(Run.kind, Run.state, func.count()).where(
+            Run.site == ctx.site, Run.state.in_(FINISHED)
+        )
+        if since is not None:
+            query = query.where(Run.started_at >= since)
+        rows = s.execute(query.group_by(Run.kind, Run.state)).all()
+    return {(kind, state): int(n) for kind, state, n in rows}
+
+
+def latest_runs(ctx: Context, kinds: tuple[str, ...] | None = None) -> list[Run]:
+    """The newest run of each (kind, node, repository) of this site."""
+    with ctx.catalog.session() as s:
+        return newest_runs(s, ctx.site, kinds)
+
+
+def unacknowledged_vanished(ctx: Context) -> dict[str, int]:
+    """Per node, how many vanished studies nobody acknowledged yet."""
+    with ctx.catalog.session() as s:
+        rows = s.execute(
+            select(Vanished.node, func.count())
+            .where(Vanished.site == ctx.site, Vanished.acked_at.is_(None))
+            .group_by(Vanished.node)
+        ).all()
+    return {node: int(n) for node, n in rows}
