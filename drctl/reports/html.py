@@ -15,7 +15,9 @@ from drctl.reports.model import HIPAA, DrillReport
 TEMPLATE = "drill.html.j2"
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
+    """The reports' template environment: autoescaped, strict, with the ``duration`` and
+    ``when`` filters (shared by the drill and site reports)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("drctl.reports", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
@@ -55,7 +57,7 @@ def format_time(value: str | None) -> str:
 
 def render_html(report: DrillReport) -> str:
     """The report page; the verdict is the first element of the body."""
-    template = _environment().get_template(TEMPLATE)
+    template = environment().get_template(TEMPLATE)
     return template.render(
         r=report, hipaa=HIPAA, generated=datetime.now(UTC).isoformat(timespec="seconds")
     )
@@ -84,10 +86,16 @@ def write_files(report: DrillReport, html_path: Path, json_path: Path) -> tuple[
     """Write both files (atomically, mode 0640) and return their contents (html, json)."""
     html_text, json_text = render_html(report), render_json(report)
     for path, text in ((html_path, html_text), (json_path, json_text)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
     return html_text, json_text
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0640) through a temporary file and a rename, so a
+    reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
