@@ -40,14 +40,20 @@ class StoredCopy:
 
 def staging_dir(ctx: Context, node: str) -> Path:
     """The fixed staging folder of a node's index copy (fixed path: restic finds the
-    previous copy as parent)."""
-    return ctx.settings.controller.state_dir / "staging" / ctx.site / node
+    previous copy as parent). An index copy holds patient names: the staging root is
+    the owner's alone (mode 0700, also for folders made by older versions)."""
+    root = ctx.settings.controller.state_dir / "staging"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root.stat().st_mode & 0o077:
+        root.chmod(0o700)
+    return root / ctx.site / node
 
 
 def take_copy(ctx: Context, pacs: PacsNode, restic: Restic,
               read: Callable[[Any], Any] | None) -> StoredCopy:
     """A fresh consistent copy, stored in the repository as a record."""
     copy = pacs.copy_index(staging_dir(ctx, pacs.name), read)
+    copy.path.chmod(0o600)
     ctx.check_fence()
     suffix = "sqlite" if copy.kind == "sqlite" else "dump"
     record = restic.backup_file(

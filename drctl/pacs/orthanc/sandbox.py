@@ -104,7 +104,8 @@ class OrthancSandbox:
                 )
             self._pg = PgTarget.parse(options.postgres)
         reap_stale(self.workdir.parent, options)
-        self.workdir.mkdir(parents=True, exist_ok=False)
+        # restored images and index hold patient data: the owner's alone
+        self.workdir.mkdir(parents=True, exist_ok=False, mode=0o700)
         self.restore_dir.mkdir()
         (self.workdir / "index").mkdir()
         self._save_owner()
