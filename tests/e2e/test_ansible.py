@@ -235,6 +235,121 @@ def test_package_check_mode_needs_no_package_manager(tmp_path):
     assert "Not installed: drctl-no-such-package." in missing.stdout
 
 
+def test_example_inventory_renders_a_valid_drctl_config(tmp_path):
+    """The example inventory's values, rendered by the roles' own tasks on localhost (the
+    example hosts are never contacted), make a drctl.toml that drctl accepts."""
+    from drctl import config as config_mod
+
+    example = ANSIBLE / "inventory/group_vars"
+    vault = {
+        name: f"vault-value-{name}"
+        for name in re.findall(
+            r"\{\{ (vault_[a-z0-9_]+) \}\}",
+            "".join(p.read_text() for p in example.rglob("*.yml")),
+        )
+    }
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Render drctl.toml from the example inventory",
+                    "hosts": "localhost",
+                    "gather_facts": True,
+                    "gather_subset": ["min"],
+                    "vars_files": [
+                        str(example / "all/main.yml"),
+                        str(example / "standby.yml"),
+                    ],
+                    "vars": vault,
+                    "tasks": [
+                        {
+                            "name": "Standby node",
+                            "ansible.builtin.include_role": {
+                                "name": "pacs_standby",
+                                "tasks_from": "publish.yml",
+                            },
+                        },
+                        {
+                            "name": "Folder",
+                            "ansible.builtin.file": {
+                                "path": str(tmp_path / "etc/drctl"),
+                                "state": "directory",
+                                "mode": "0750",
+                            },
+                        },
+                        {
+                            "name": "drctl.toml",
+                            "ansible.builtin.include_role": {
+                                "name": "drctl_controller",
+                                "tasks_from": "config.yml",
+                            },
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "children": {
+                        "standby": {
+                            "hosts": {
+                                "localhost": {
+                                    "ansible_connection": "local",
+                                    "ansible_python_interpreter": sys.executable,
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        )
+    )
+    overrides = {
+        "ansible_become": False,
+        "drctl_controller_prefix": str(tmp_path),
+        "drctl_controller_group": _group_name(),
+        "drctl_controller_check_on_change": False,
+        "drctl_controller_manage_services": False,
+    }
+    proc = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "-e",
+            json.dumps(overrides),
+            str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**ansible_env(tmp_path / "home"), "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles")},
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
+    rendered = tmp_path / "etc/drctl/drctl.toml"
+    settings = config_mod.load(rendered)
+    assert not any(value in rendered.read_text() for value in vault.values())
+    assert set(settings.node) == {"primary", "standby"}
+    standby = settings.node["standby"]
+    assert standby.role == "standby" and standby.primary == "primary"
+    assert standby.replication == "dump"
+    assert standby.start == ("sudo", "-n", "systemctl", "start", "orthanc")
+    etc = rendered.parent  # /etc/drctl under the prefix
+    assert str(standby.index_password) == f"file:{etc}/index-standby.pass"
+    assert str(standby.rest_password) == f"file:{etc}/rest-standby.pass"
+    repo = settings.repository["offsite"]
+    assert str(repo.password) == f"file:{etc}/restic.pass"
+    assert str(repo.prune_credentials.aws_secret_access_key) == f"file:{etc}/s3-prune.key"
+    assert str(settings.notify.email.password) == f"file:{etc}/smtp.pass"
+    assert settings.drill.mode == "standby" and settings.schedule.drill == "cron:0 2 * * SAT"
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, moto_s3):
     root = tmp_path_factory.mktemp("ansible-site")
