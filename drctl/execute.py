@@ -321,6 +321,28 @@ def run(
     )
 
 
+def _start_service(argv: Sequence[str], *, log_path, stdin, env=None, cwd=None,
+                   **popen_args) -> subprocess.Popen:
+    """Popen a background process whose output goes to ``log_path`` (or nowhere).
+    Raises :class:`ToolMissing` when the program does not exist."""
+    child_env = dict(os.environ)
+    if env:
+        child_env.update(env)
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        log.debug("start: %s", " ".join(str(a) for a in argv))
+        return subprocess.Popen([str(a) for a in argv], stdin=stdin, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=cwd, env=child_env,
+                                **popen_args)
+    except FileNotFoundError as exc:
+        raise ToolMissing(
+            f"{argv[0]} not found", hint="run scripts/bootstrap to install the system tools"
+        ) from exc
+    finally:
+        if log_path:
+            out.close()
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -329,33 +351,11 @@ def spawn(
     log_path: str | os.PathLike | None = None,
     stop_signal: int = signal.SIGTERM,
 ) -> subprocess.Popen:
-    """Start a long-running service (an Orthanc node, a test server) in the background.
-
-    Its output goes to ``log_path`` (or is discarded). The caller stops it with
-    :func:`terminate`. Raises :class:`ToolMissing` when the program does not exist.
-    """
-    child_env = dict(os.environ)
-    if env:
-        child_env.update(env)
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        log.debug("spawn: %s", " ".join(str(a) for a in argv))
-        return subprocess.Popen(
-            [str(a) for a in argv],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=child_env,
-            preexec_fn=_child_setup(stop_signal),  # noqa: PLW1509
-        )
-    except FileNotFoundError as exc:
-        raise ToolMissing(
-            f"{argv[0]} not found", hint="run scripts/bootstrap to install the system tools"
-        ) from exc
-    finally:
-        if log_path:
-            out.close()
+    """Start a long-running service (an Orthanc node, a test server) in the background;
+    it receives ``stop_signal`` if drctl dies. The caller stops it with :func:`terminate`.
+    Raises :class:`ToolMissing` when the program does not exist."""
+    return _start_service(argv, log_path=log_path, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                          preexec_fn=_child_setup(stop_signal))  # noqa: PLW1509
 
 
 def terminate(popen: subprocess.Popen, grace: float = 20.0, sig: int = signal.SIGTERM) -> int:
@@ -387,21 +387,8 @@ def spawn_guard(
     standard input: a pipe whose only write end drctl holds, so it reads EOF however drctl
     ends (SIGKILL included). Own session: a terminal's Ctrl-C does not reach it. The
     caller writes to and closes ``popen.stdin``."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        log.debug("guard: %s", " ".join(str(a) for a in argv))
-        return subprocess.Popen(
-            [str(a) for a in argv],
-            stdin=subprocess.PIPE,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise ToolMissing(f"{argv[0]} not found") from exc
-    finally:
-        if log_path:
-            out.close()
+    return _start_service(argv, log_path=log_path, stdin=subprocess.PIPE,
+                          start_new_session=True)
 
 
 def spawn_detached(
@@ -413,23 +400,23 @@ def spawn_detached(
 ) -> int:
     """Start a service that must outlive drctl (a node started by a ``start`` command):
     its own session, no parent-death signal. Returns its PID."""
-    child_env = dict(os.environ)
-    if env:
-        child_env.update(env)
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return _start_service(argv, log_path=log_path, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                          start_new_session=True).pid
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True when process ``pid`` runs on this host. A zombie counts as gone; a PID that
+    belongs to another user counts as alive."""
+    if not pid or pid <= 0:
+        return False
     try:
-        popen = subprocess.Popen(
-            [str(a) for a in argv],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=child_env,
-            start_new_session=True,
-        )
-    except FileNotFoundError as exc:
-        raise ToolMissing(f"{argv[0]} not found") from exc
-    finally:
-        if log_path:
-            out.close()
-    return popen.pid
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True

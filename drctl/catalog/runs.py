@@ -31,6 +31,7 @@ from drctl.catalog.audit import current_user
 from drctl.catalog.db import Catalog
 from drctl.catalog.models import Run
 from drctl.errors import CatalogUnavailable, DrctlError, Interrupted
+from drctl.execute import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def reap_stale(catalog: Catalog, *, stale_after: float) -> list[int]:
                          .where(Run.state == "running")).all()
         for run_id, run_host, pid, beat in rows:
             silent = now - beat > timedelta(seconds=stale_after)
-            dead_here = run_host == host and not _pid_alive(pid)
+            dead_here = run_host == host and not pid_alive(pid)
             if silent or dead_here:
                 reason = ("its process is gone" if dead_here
                           else f"no heartbeat for {int((now - beat).total_seconds())}s")
@@ -179,16 +180,3 @@ def reap_stale(catalog: Catalog, *, stale_after: float) -> list[int]:
     for run_id in reaped:
         log.warning("run %d marked interrupted (its process stopped without finishing)", run_id)
     return reaped
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie or a reused PID still counts as alive; the heartbeat settles those.
-    return True

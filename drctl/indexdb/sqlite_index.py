@@ -26,20 +26,26 @@ class IndexCorrupt(JobFailed):
     """An index copy failed its integrity check; it is not used."""
 
 
+def copy_files(source: Path, dest: Path) -> None:
+    """Copy the database file and its WAL side files as they are (the writer must be
+    stopped or the folder frozen); stale side files at ``dest`` are removed first."""
+    for suffix in ("", *SIDE_FILES):
+        Path(f"{dest}{suffix}").unlink(missing_ok=True)
+    if not source.is_file():
+        raise JobFailed(f"index database {source} does not exist")
+    shutil.copyfile(source, dest)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{source}{suffix}")
+        if side.is_file():
+            shutil.copyfile(side, f"{dest}{suffix}")
+
+
 def copy_database(source: Path, dest: Path) -> int:
     """Copy ``source`` with its WAL side files to ``dest`` and fold the WAL in, leaving one
     self-contained file. Returns its size. ``source`` must not be written meanwhile."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
-    for suffix in ("", *SIDE_FILES):
-        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    if not source.is_file():
-        raise JobFailed(f"index database {source} does not exist")
-    shutil.copyfile(source, tmp)
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{source}{suffix}")
-        if side.is_file():
-            shutil.copyfile(side, f"{tmp}{suffix}")
+    copy_files(source, tmp)
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -103,18 +103,6 @@ def stale_locks(
     return stale
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Restic:
     """restic bound to one repository of the configuration."""
 
@@ -310,7 +298,7 @@ class Restic:
         except RepositoryError:
             return False
         stale = stale_locks(
-            found, now=datetime.now(UTC), hostname=socket.gethostname(), pid_alive=pid_alive
+            found, now=datetime.now(UTC), hostname=socket.gethostname(), pid_alive=execute.pid_alive
         )
         if not stale or (only_if_all and len(stale) < len(found)):
             return False

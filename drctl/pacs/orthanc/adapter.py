@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import subprocess
 import sys
 import time
@@ -182,7 +181,7 @@ class OrthancNode:
             self.stop()
             taken = datetime.now(UTC)
             try:
-                _copy_with_side_files(index, raw)
+                sqlite_index.copy_files(index, raw)
             finally:
                 self.start()  # the node comes back even when the copy failed
         outage = time.monotonic() - started
@@ -224,7 +223,7 @@ class OrthancNode:
         taken = datetime.fromtimestamp(Path(lines[-1]).stat().st_mtime, UTC)
         taken = min(taken, datetime.now(UTC))
         raw = staging / "index.raw"
-        _copy_with_side_files(frozen, raw)
+        sqlite_index.copy_files(frozen, raw)
         return self._finish_sqlite(raw, staging, "command", taken, None, read)
 
     def _copy_postgres(self, staging: Path, read) -> IndexCopy:
@@ -350,15 +349,3 @@ class OrthancNode:
                 path.write_bytes(rest.instance_file(instance["ID"]))
                 files.append(path)
         return files
-
-
-def _copy_with_side_files(source: Path, dest: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{dest}{suffix}").unlink(missing_ok=True)
-    if not source.is_file():
-        raise JobFailed(f"index database {source} does not exist")
-    shutil.copyfile(source, dest)
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{source}{suffix}")
-        if side.is_file():
-            shutil.copyfile(side, f"{dest}{suffix}")

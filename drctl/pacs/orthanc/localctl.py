@@ -19,23 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from drctl.execute import spawn_detached
+from drctl.execute import pid_alive, spawn_detached
 from drctl.net import wait_for_port
 from drctl.pacs.orthanc.process import orthanc_argv, orthanc_env
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def read_pid(pidfile: Path) -> int | None:
@@ -43,7 +29,7 @@ def read_pid(pidfile: Path) -> int | None:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def start(config: Path, pidfile: Path, *, log: Path | None, no_jobs: bool, timeout: float) -> int:
@@ -61,7 +47,7 @@ def start(config: Path, pidfile: Path, *, log: Path | None, no_jobs: bool, timeo
         if not wait_for_port(host, int(port), max(0.1, deadline - time.monotonic())):
             print(f"Orthanc did not open port {port} within {timeout:.0f}s", file=sys.stderr)
             return 1
-        if not _alive(pid):
+        if not pid_alive(pid):
             print("Orthanc exited during start-up", file=sys.stderr)
             return 1
     return 0
@@ -73,7 +59,7 @@ def stop(pidfile: Path, *, timeout: float) -> int:
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             break
