@@ -127,16 +127,26 @@ class FirstFire:
     """When a job fires first after a (new) scheduler starts, and why."""
 
     at: datetime
-    reason: str  # "due" (never fired) | "catch-up" (missed slot) | "next"
+    reason: str  # "due" (never fired) | "catch-up" (missed slot) | "retry" | "next"
     anchor: datetime  # anchor of every: slots
     skipped: datetime | None = None  # a missed slot older than the grace window
 
 
 def first_fire(
-    spec: JobSpec, last_fire: datetime | None, now: datetime, grace: float, tz: Any = None
+    spec: JobSpec,
+    last_fire: datetime | None,
+    now: datetime,
+    grace: float,
+    tz: Any = None,
+    *,
+    unfinished: bool = False,
 ) -> FirstFire:
-    """Where the timetable of ``spec`` resumes at ``now`` given its last firing."""
+    """Where the timetable of ``spec`` resumes at ``now`` given its last firing. A last
+    firing whose run never finished (``unfinished``: its daemon died, froze or was stopped
+    mid-run) runs again once if it is within the grace window."""
     tz = tz or local_zone()
+    if unfinished and last_fire is not None and (now - last_fire).total_seconds() <= grace:
+        return FirstFire(last_fire, "retry", last_fire)
     interval = spec.interval_s
     if interval is not None:
         if last_fire is None:

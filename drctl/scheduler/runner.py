@@ -18,23 +18,25 @@ Nothing a job does, raises or is interrupted with escapes :meth:`fire`.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.base import run_job
 from apscheduler.executors.pool import ThreadPoolExecutor
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from drctl.actions.context import Context
 from drctl.catalog.db import Catalog
 from drctl.catalog.models import JobState, Run
+from drctl.catalog.runs import RunHandle
 from drctl.config import Settings
 from drctl.errors import DrctlError, Interrupted
 from drctl.notify.notifier import Notifier
@@ -93,12 +95,27 @@ class Leadership:
         return lease.leader_name(self.settings().controller.site, self.agent)
 
 
-def claim_firing(catalog: Catalog, site: str, spec: JobSpec, fire_at: datetime) -> bool:
+UNFINISHED = ("claimed", "interrupted")
+
+
+def claim_firing(
+    catalog: Catalog, site: str, spec: JobSpec, fire_at: datetime, *, retry: bool = False
+) -> bool:
     """Record that ``spec`` fires for its slot ``fire_at``; False when this slot (or a later
     one) was already claimed. Slots of one job are at least a second apart; half a second
-    absorbs rounding between daemons computing the same slot."""
+    absorbs rounding between daemons computing the same slot.
+
+    With ``retry``, the newest slot may be claimed again when its run never finished
+    (state ``claimed``: its daemon died or froze; ``interrupted``: stopped or fenced); the
+    caller holds the job's lease, so whoever had claimed it is gone. A completed slot is
+    never claimed twice."""
     tolerance = timedelta(seconds=min(0.5, (spec.interval_s or 60.0) / 2))
     agent = state_agent(site, spec.agent)
+    same_slot = and_(
+        JobState.last_fire_at > fire_at - tolerance,
+        JobState.last_fire_at < fire_at + tolerance,
+        JobState.last_state.in_(UNFINISHED),
+    )
     with catalog.session() as s:
         lease.guard(s)
         lease.insert_ignore(s, JobState, {"agent": agent, "job": spec.key, "fires": 0})
@@ -107,9 +124,19 @@ def claim_firing(catalog: Catalog, site: str, spec: JobSpec, fire_at: datetime) 
             .where(
                 JobState.agent == agent,
                 JobState.job == spec.key,
-                or_(JobState.last_fire_at.is_(None), JobState.last_fire_at <= fire_at - tolerance),
+                or_(
+                    JobState.last_fire_at.is_(None),
+                    JobState.last_fire_at <= fire_at - tolerance,
+                    and_(same_slot, retry),
+                ),
             )
-            .values(last_fire_at=fire_at, fires=JobState.fires + 1)
+            .values(
+                last_fire_at=fire_at,
+                fires=JobState.fires + 1,
+                last_state="claimed",
+                last_run_id=None,
+                last_ended_at=None,
+            )
         ).rowcount
     return bool(done)
 
@@ -120,6 +147,8 @@ class JobRunner:
     def __init__(self, term: Leadership, specs: dict[str, JobSpec]):
         self.term = term
         self.specs = specs
+        # slots whose run did not finish under a previous daemon: run again once
+        self.retries: dict[str, datetime] = {}
 
     def fire(self, key: str) -> None:
         """APScheduler's entry point for job ``key``. Never raises."""
@@ -161,7 +190,8 @@ class JobRunner:
             )
             return
         try:
-            if not claim_firing(term.catalog, site, spec, fire_at):
+            retry = self.retries.pop(spec.key, None) == fire_at
+            if not claim_firing(term.catalog, site, spec, fire_at, retry=retry):
                 log.info(
                     "job %s: firing of %s already ran",
                     spec.key,
@@ -189,7 +219,7 @@ class JobRunner:
         self, spec: JobSpec, fire_at: datetime, name: str, token: int, settings: Settings
     ) -> None:
         term = self.term
-        ctx = Context(
+        ctx = FencedContext(
             settings=settings,
             catalog=term.catalog,
             trigger="scheduler",
@@ -203,6 +233,7 @@ class JobRunner:
         outcome: Outcome | None = None
         try:
             with term.running.action(spec.key, name, token):
+                ctx.check_fence()  # a daemon frozen since its checks above stops here
                 outcome = ACTIONS[spec.kind](ctx, spec.target)
         except Interrupted as exc:
             outcome = outcome or Outcome("interrupted", str(exc) or "interrupted")
@@ -265,6 +296,18 @@ class JobRunner:
         for alert in [*alerts, *([episode] if episode else [])]:
             term.metrics.alerts.labels(alert.kind).inc()
             term.notifier.alert(alert)
+
+
+class FencedContext(Context):
+    """The scheduler's context: the fence is checked again as soon as an action has
+    recorded its run, before its first step (so a daemon frozen between the checks and the
+    run record leaves an ``interrupted`` run, and does nothing)."""
+
+    @contextlib.contextmanager
+    def run(self, kind: str, **kw: Any) -> Iterator[RunHandle]:
+        with super().run(kind, **kw) as handle:
+            self.check_fence()
+            yield handle
 
 
 def record_state(catalog: Catalog, site: str, spec: JobSpec, outcome: Outcome) -> None:

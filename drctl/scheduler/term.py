@@ -22,7 +22,7 @@ from drctl.scheduler.jobs import (
     local_zone,
     make_trigger,
 )
-from drctl.scheduler.runner import FiringExecutor, JobRunner, Leadership
+from drctl.scheduler.runner import UNFINISHED, FiringExecutor, JobRunner, Leadership
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Term:
         site, grace = settings.controller.site, settings.schedule.grace
         with self.leadership.catalog.session() as s:
             last = {
-                row.job: row.last_fire_at
+                row.job: (row.last_fire_at, row.last_state in UNFINISHED)
                 for row in s.scalars(
                     select(JobState).where(
                         JobState.agent == state_agent(site, self.leadership.agent)
@@ -70,11 +70,15 @@ class Term:
                 )
             }
         self.runner.specs = {spec.key: spec for spec in specs}
+        self.runner.retries = {}
         self.scheduler.remove_all_jobs()
         now, tz = datetime.now(UTC), local_zone()
         for spec in specs:
-            first = first_fire(spec, last.get(spec.key), now, grace, tz)
+            last_fire, unfinished = last.get(spec.key, (None, False))
+            first = first_fire(spec, last_fire, now, grace, tz, unfinished=unfinished)
             _explain(spec, first, now)
+            if first.reason == "retry":
+                self.runner.retries[spec.key] = first.at
             self.scheduler.add_job(
                 self.runner.fire,
                 trigger=make_trigger(spec, anchor=first.anchor, tz=tz),
@@ -108,6 +112,13 @@ def _explain(spec: JobSpec, first: FirstFire, now: datetime) -> None:
             "job %s: the slot of %s was missed by more than schedule.grace; not run (next: %s)",
             spec.key,
             first.skipped.isoformat(timespec="seconds"),
+            first.at.isoformat(timespec="seconds"),
+        )
+    elif first.reason == "retry":
+        log.warning(
+            "job %s: the run of the slot of %s did not finish (its daemon stopped or "
+            "lost the lease); running it again once now",
+            spec.key,
             first.at.isoformat(timespec="seconds"),
         )
     elif first.reason == "catch-up":

@@ -143,15 +143,23 @@ def test_one_leader_per_agent_fencing_and_takeover(setup, tmp_path):
     untagged = [r for r in a_runs if not r["schedule"]]
     assert all(r["pid"] == first.pid for r in untagged), untagged
     a_runs = [r for r in a_runs if r["schedule"]]
-    # no firing ran twice: one run per (job, scheduled slot)
-    slots = [(r["repository"], r["schedule"]["fire_at"]) for r in a_runs]
-    assert len(slots) == len(set(slots)) >= 50
+    # no firing ran twice: per (job, scheduled slot) one run that was not cut short (a run
+    # its daemon's death or freeze cut short is run again once by the next leader)
+    done = defaultdict(list)
+    for r in a_runs:
+        done[(r["repository"], r["schedule"]["fire_at"])].append(r["state"])
+    twice = {
+        slot: states
+        for slot, states in done.items()
+        if len([s for s in states if s != "interrupted"]) > 1
+    }
+    assert twice == {} and len(done) >= 50
     assert all(r["schedule"]["job"] == f"check:{r['repository']}" for r in a_runs)
 
-    # the frozen leader, resumed, started nothing
+    # the frozen leader, resumed, did nothing: at most a run record it fenced at once
     late = [r for r in a_runs if r["pid"] == second.pid and r["started_at"] > marks["stop"]]
-    assert late == [], late
-    assert "lease was last renewed" in second.text() or "lease expired" in second.text()
+    assert all(r["state"] == "interrupted" and "lost" in r["reason"] for r in late), late
+    assert "stepping down (token" in second.text()
 
     # no two runs of one job overlap (except the runs in flight when their daemon was
     # killed or frozen: fencing, not the job lock, is what stops those)
@@ -194,5 +202,6 @@ def report(runs: list[dict], marks: dict, folder) -> None:
         f"\nscheduler HA: {len(runs)} runs; takeover after SIGKILL "
         f"{marks['kill_takeover_s']:.1f}s, after SIGSTOP {marks['stop_takeover_s']:.1f}s; "
         f"start delay after the slot: median {statistics.median(delays):.3f}s, "
-        f"max {max(delays):.3f}s"
+        f"p90 {statistics.quantiles(delays, n=10)[-1]:.3f}s, max {max(delays):.3f}s "
+        "(a slot missed during a takeover runs late, once, by design)"
     )

@@ -117,3 +117,15 @@ def test_next_after_never_lies_in_the_past():
     last = NOW - timedelta(seconds=95)
     assert next_after(every(20), last, NOW, grace=3600) == NOW
     assert next_after(every(20), NOW, NOW, grace=3600) == NOW + timedelta(seconds=20)
+
+
+def test_a_slot_whose_run_did_not_finish_runs_again_within_grace():
+    last = NOW - timedelta(minutes=10)
+    first = first_fire(
+        JobSpec("backup", "p", "a", "every:4h"), last, NOW, grace=3600, unfinished=True
+    )
+    assert (first.at, first.reason) == (last, "retry")
+    first = first_fire(
+        JobSpec("backup", "p", "a", "every:4h"), last, NOW, grace=300, unfinished=True
+    )
+    assert first.reason == "next" and first.at == last + timedelta(hours=4)

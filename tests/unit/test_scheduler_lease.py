@@ -78,6 +78,18 @@ def test_a_firing_is_claimed_once(catalog):
         assert row.fires == 2 and row.last_fire_at == slot + timedelta(seconds=1)
 
 
+def test_an_unfinished_slot_may_be_claimed_again_only_as_a_retry(catalog):
+    spec = JobSpec("backup", "pacs1", "pacs1", "every:4h")
+    slot = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert claim_firing(catalog, "site", spec, slot)  # its daemon dies: state "claimed"
+    assert not claim_firing(catalog, "site", spec, slot)
+    assert claim_firing(catalog, "site", spec, slot, retry=True)
+    with catalog.session() as s:
+        row = s.get(JobState, (state_agent("site", "pacs1"), spec.key))
+        row.last_state = "succeeded"  # this time it finished
+    assert not claim_firing(catalog, "site", spec, slot, retry=True)
+
+
 def test_concurrent_claims_of_one_slot_have_one_winner(catalog):
     spec = JobSpec("backup", "pacs1", "pacs1", "every:20s")
     slot = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

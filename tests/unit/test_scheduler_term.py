@@ -66,9 +66,11 @@ def world(tmp_path, monkeypatch):
     catalog.close()
 
 
-def set_last_fire(catalog: Catalog, when: datetime) -> None:
+def set_last_fire(catalog: Catalog, when: datetime, state: str = "succeeded") -> None:
     with catalog.session() as s:
-        s.add(JobState(agent="main/a", job="check:r1", last_fire_at=when, fires=3))
+        s.add(
+            JobState(agent="main/a", job="check:r1", last_fire_at=when, fires=3, last_state=state)
+        )
 
 
 def test_missed_slots_after_downtime_run_once_on_the_newest(world):
@@ -119,3 +121,16 @@ def test_a_daemon_that_lost_its_lease_runs_nothing(world):
     assert calls == []
     with catalog.session() as s:
         assert s.query(Run).count() == 0 and s.get(JobState, ("main/a", "check:r1")) is None
+
+
+def test_a_slot_cut_short_by_a_dead_leader_runs_again_once(world):
+    _, catalog, term, calls, _ = world
+    slot = datetime.now(UTC) - timedelta(seconds=8)  # claimed, never finished
+    set_last_fire(catalog, slot, state="claimed")
+    term.start()
+    wait_for(lambda: calls, 10, what="the retry")
+    time.sleep(1)
+    assert len(calls) == 1
+    with catalog.session() as s:
+        row = s.get(JobState, ("main/a", "check:r1"))
+        assert row.last_fire_at == slot and row.fires == 4 and row.last_state == "succeeded"
