@@ -236,7 +236,7 @@ def _drill(ctx, st: SiteStatus, name: str) -> dict | None:
             BREACH,
             "drill_failed",
             name,
-            f"last drill of {name} ({last['drill_id']}) {last['state']}: "
+            f"last drill {last['drill_id']} of {name} {last['state']}: "
             f"{last['reason'] or str(last['findings']) + ' finding(s)'}",
         )
     if last["rto_s"] is not None and last["rto_s"] > st.max_rto_s:
@@ -245,7 +245,7 @@ def _drill(ctx, st: SiteStatus, name: str) -> dict | None:
             BREACH,
             "rto_exceeded",
             name,
-            f"last drill of {name} ({last['drill_id']}): RTO {format_duration(last['rto_s'])}"
+            f"last drill {last['drill_id']} of {name}: RTO {format_duration(last['rto_s'])}"
             f"{projected} over drill.max_rto {format_duration(st.max_rto_s)}",
         )
     return doc

@@ -44,10 +44,9 @@ def _headline(out: Console, doc: dict) -> None:
     if doc["ok"]:
         out.print("[bold green]OK[/] every target met, no open problem")
         return
-    others = len(doc["problems"]) - doc["breaches"]
-    out.print(
-        f"[bold red]{doc['breaches']} target(s) breached[/], [red]{others} other problem(s)[/]"
-    )
+    from drctl.reports.site import problem_counts
+
+    out.print(f"[bold red]{problem_counts(doc['breaches'], len(doc['problems']))}[/]")
     _problems(out, doc["problems"])
 
 

@@ -286,14 +286,26 @@ def _summary(inputs: Inputs, snapshots: list[dict], drills: list[dict]) -> dict:
     }
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def problem_counts(breaches: int, problems: int) -> str:
+    """``"1 target breached, 2 other problems"``, ``"3 problems"``."""
+    others = problems - breaches
+    if not breaches:
+        return plural(others, "problem")
+    text = f"{plural(breaches, 'target')} breached"
+    return text + (f", {plural(others, 'other problem')}" if others else "")
+
+
 def _verdict(inputs: Inputs) -> dict:
     status = inputs.status
     problems = [{**p, "message": redact_text(p["message"])} for p in status["problems"]]
     if status["ok"]:
         headline = "Recoverable: every target met"
     else:
-        others = len(problems) - status["breaches"]
-        headline = f"Attention: {status['breaches']} target(s) breached, {others} other problem(s)"
+        headline = "Attention: " + problem_counts(status["breaches"], len(problems))
     return {
         "ok": status["ok"],
         "headline": headline,
