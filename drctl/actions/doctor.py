@@ -106,11 +106,17 @@ def _repository(ctx: Context, name: str) -> tuple[str, str]:
     if repo.is_s3:
         from drctl.actions.repo import bucket_findings, s3_bucket
 
-        status = s3_bucket(ctx, name).status()
+        bucket = s3_bucket(ctx, name)
+        status = bucket.status()
         warnings, _ = bucket_findings(status)
         detail += f"; bucket versioning {status.versioning}, object lock {status.object_lock}"
+        if status.exists and bucket.deletes_beyond_locks():
+            warnings.append("the backup credentials can delete objects: ransomware on this "
+                            "controller could destroy the offsite copy; give them a policy "
+                            "without s3:DeleteObject (except on locks/) and give prune its "
+                            "own prune_credentials")
         if warnings:
-            return WARN, detail + "; " + warnings[0]
+            return WARN, detail + "; " + "; ".join(warnings)
     return OK, detail
 
 

@@ -95,6 +95,11 @@ class S3Bucket:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("404", "NoSuchBucket", "NotFound"):
                 return BucketStatus(False, "Disabled", "Disabled", True)
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise BackendUnreachable(
+                    f"bucket {bucket} at {self.location.endpoint_url}: access denied",
+                    hint="check the credentials references and their policy "
+                         "(s3:ListBucket on the bucket)") from None
             raise BackendUnreachable(f"bucket {bucket}: {code or exc}") from None
         versioning = self._call("reading versioning", self.client.get_bucket_versioning,
                                 Bucket=bucket).get("Status") or "Disabled"
@@ -118,6 +123,22 @@ class S3Bucket:
         self._call("enabling versioning", self.client.put_bucket_versioning,
                    Bucket=self.location.bucket,
                    VersioningConfiguration={"Status": "Enabled"})
+
+    def deletes_beyond_locks(self) -> bool:
+        """Whether these credentials may delete objects outside restic's ``locks/``: a
+        small probe object is written under the repository prefix (restic ignores it) and
+        deleted. A refused delete leaves the probe behind, overwritten the next time.
+        False when the probe cannot even be written."""
+        from botocore.exceptions import ClientError
+
+        key = "/".join(p for p in (self.location.prefix, "drctl-delete-probe") if p)
+        try:
+            self._call("writing a probe object", self.client.put_object,
+                       Bucket=self.location.bucket, Key=key,
+                       Body=b"drctl: may these credentials delete objects?\n")
+        except ClientError:
+            return False
+        return self.can_delete(key)
 
     def can_delete(self, key: str) -> bool:
         """Try to delete ``key`` (a probe object drctl wrote); True if it was allowed."""
