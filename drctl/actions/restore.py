@@ -65,8 +65,31 @@ class RestoreResult:
                 "studies": [s.to_json() for s in self.studies]}
 
 
+# A snapshot taken while a circuit breaker tripped (mass rewriting: ransomware) is
+# "suspect"; one restic could not read completely is "incomplete". Neither is a default
+# source for a restore: the newest good snapshot holding the study is.
+GOOD_STATUSES = ("complete", "warning")
+
+
 def snapshot_holding(ctx: Context, study_uid: str, *, at: datetime | None = None) -> Snapshot:
-    """The newest snapshot (at or before ``at``) whose manifest holds the study."""
+    """The newest good snapshot (at or before ``at``) whose manifest holds the study.
+    Raises SnapshotNotFound (naming a suspect snapshot that holds it, if any)."""
+    best = _newest_holding(ctx, study_uid, at, GOOD_STATUSES)
+    if best is not None:
+        return best
+    other = _newest_holding(ctx, study_uid, at, None)
+    when = f" at or before {at.isoformat()}" if at else ""
+    if other is not None:
+        raise SnapshotNotFound(
+            f"no good snapshot{when} holds study {study_uid}; snapshot {other.short_id} "
+            f"holds it but is {other.status}",
+            hint=f"restore from it only knowingly, with --snapshot {other.short_id}")
+    raise SnapshotNotFound(f"no snapshot{when} holds study {study_uid}",
+                           hint="see `drctl studies locate`")
+
+
+def _newest_holding(ctx: Context, study_uid: str, at: datetime | None,
+                    statuses: tuple[str, ...] | None) -> Snapshot | None:
     with ctx.catalog.session() as s:
         rows = list(s.scalars(select(ManifestStudy).where(ManifestStudy.site == ctx.site,
                                                           ManifestStudy.study_uid == study_uid)))
@@ -79,13 +102,11 @@ def snapshot_holding(ctx: Context, study_uid: str, *, at: datetime | None = None
                 query = query.where(Snapshot.seq < row.end_seq)
             if at is not None:
                 query = query.where(Snapshot.time <= at)
+            if statuses is not None:
+                query = query.where(Snapshot.status.in_(statuses))
             snap = s.scalars(query.order_by(Snapshot.time.desc()).limit(1)).first()
             if snap is not None and (best is None or snap.time > best.time):
                 best = snap
-    if best is None:
-        when = f" at or before {at.isoformat()}" if at else ""
-        raise SnapshotNotFound(f"no snapshot{when} holds study {study_uid}",
-                               hint="see `drctl studies locate`")
     return best
 
 
