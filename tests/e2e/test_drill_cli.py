@@ -30,13 +30,13 @@ CLI_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def primary(tmp_path_factory) -> BackedUp:
     with backed_up_primary(tmp_path_factory.mktemp("drill-cli"), studies=8) as backed:
         yield backed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def passed(primary: BackedUp) -> dict:
     return primary.env.cli_json("drill", "run")
 
@@ -59,7 +59,9 @@ def test_run_list_and_show(primary: BackedUp, passed: dict) -> None:
     assert "passed" in human and "report:" in human
 
 
-def test_report_path_option_and_a_target_finding(primary: BackedUp, tmp_path: Path) -> None:
+def test_report_path_option_and_a_target_finding(
+    primary: BackedUp, passed: dict, tmp_path: Path
+) -> None:
     """An RTO target nobody can meet: the drill runs to the end and fails with exit 1."""
     primary.env.doc["drill"]["max_rto"] = "1ms"
     primary.env.write()

@@ -43,7 +43,7 @@ CLI_KEYS = {
 PASSED_GREEN = (0x1E, 0x7E, 0x34)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def primary(tmp_path_factory) -> BackedUp:
     with backed_up_primary(
         tmp_path_factory.mktemp("drill-acceptance"), studies=STUDIES, series=1, instances=2
@@ -51,17 +51,18 @@ def primary(tmp_path_factory) -> BackedUp:
         yield backed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sandbox_drill(primary: BackedUp) -> dict:
     return primary.env.cli_json("drill", "run", "--sandbox", "--full")
 
 
-@pytest.fixture(scope="module")
-def standby(primary: BackedUp):
+@pytest.fixture(scope="session")
+def standby_drill(primary: BackedUp):
+    """A standby restored by a drill: (its node, the drill's JSON)."""
     node = standby_node(primary.root)
     primary.add_node("standby", standby_table(node))
     try:
-        yield node
+        yield node, primary.env.cli_json("drill", "run", "--standby", "standby")
     finally:
         node.stop()
 
@@ -102,9 +103,9 @@ def test_sandbox_drill_passes(primary: BackedUp, sandbox_drill: dict) -> None:
 
 
 def test_standby_drill_passes_and_findscu_sees_the_manifest(
-    primary: BackedUp, standby, tmp_path: Path
+    primary: BackedUp, standby_drill, tmp_path: Path
 ) -> None:
-    doc = primary.env.cli_json("drill", "run", "--standby", "standby")
+    standby, doc = standby_drill
     assert doc["state"] == "passed", doc["findings"]
     assert doc["studies_verified"] == STUDIES and doc["standby"] == "standby"
     print("\n" + figures(doc))
@@ -132,8 +133,11 @@ def test_standby_drill_passes_and_findscu_sees_the_manifest(
     assert len(seen) == STUDIES
 
 
-def test_study_check_opens_one_association_whatever_the_count(primary: BackedUp, standby) -> None:
+def test_study_check_opens_one_association_whatever_the_count(
+    primary: BackedUp, standby_drill
+) -> None:
     """After the standby drill the standby holds the archive."""
+    standby, _ = standby_drill
     entries = [
         StudyEntry(uid, 1, 2, "", None, None, None) for uid in sorted(primary.manifest_uids())
     ]

@@ -28,7 +28,7 @@ from tests.support.drills import (
 STUDIES = 16
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def primary(tmp_path_factory) -> BackedUp:
     with backed_up_primary(
         tmp_path_factory.mktemp("drill-faults"), studies=STUDIES, series=2, instances=1
@@ -36,7 +36,7 @@ def primary(tmp_path_factory) -> BackedUp:
         yield backed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def victim(primary: BackedUp) -> str:
     return sorted(primary.archive.study_uids)[3]
 

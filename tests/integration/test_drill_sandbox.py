@@ -147,7 +147,7 @@ def test_sandbox_never_resumes_a_saved_job(tmp_path, slow_peer: SlowPeer) -> Non
     assert report.target["no_jobs"] is True
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pg_primary(tmp_path_factory) -> Iterator[BackedUp]:
     with backed_up_primary(
         tmp_path_factory.mktemp("drill-pg"),
