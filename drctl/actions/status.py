@@ -169,7 +169,9 @@ def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, van
     doc: dict = {
         "node": name,
         "role": "primary",
-        "repository": ctx.settings.repository_of(name),
+        "repository": ctx.settings.repository_of(name)
+        if name in ctx.settings.node
+        else (backup.repository if backup else None),
         "backup": run_json(backup, now) if backup else None,
         "snapshot": None,
         "rpo": {

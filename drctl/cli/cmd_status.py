@@ -154,25 +154,29 @@ def render_site(out: Console, doc: dict) -> None:
 
 
 def render_fleet(out: Console, doc: dict) -> None:
-    """One line per site, worst first, then the worst problem of each site in trouble."""
+    """One line per site, worst first (state with its number of problems, worst image
+    RPO, newest backup and drill with their ages), then the worst problem of each site in
+    trouble."""
     bad = [s for s in doc["sites"] if not s["ok"]]
     head = f"[bold]fleet[/]: {len(doc['sites'])} site(s), "
     out.print(head + (f"[bold red]{len(bad)} with problems[/]" if bad else "[green]all OK[/]"))
-    t = table("site", "state", "RPO", "last backup", "last drill", "issues")
+    t = table("site", "state", "RPO", "backup", "age", "drill", "age")
     for s in doc["sites"]:
+        count = f" ({s['problems_count']})" if s["problems_count"] else ""
         if s["breaches"]:
-            verdict = "[bold red]BREACH[/]"
+            verdict = f"[bold red]BREACH[/]{count}"
         else:
-            verdict = "[red]problem[/]" if s["problems_count"] else "[green]ok[/]"
+            verdict = f"[red]problem[/]{count}" if s["problems_count"] else "[green]ok[/]"
         rpo = format_duration(s["rpo_s"]) if s["rpo_s"] is not None else "none"
-        backup, drill = s["last_backup"], s["last_drill"]
+        backup, drill = s["last_backup"] or {}, s["last_drill"] or {}
         t.add_row(
             s["site"],
             verdict,
             f"[red]{rpo}[/]" if s["rpo_breach"] else rpo,
-            f"{state(backup['state'])} {ago(backup['age_s'])}" if backup else "[red]never[/]",
-            f"{state(drill['state'])} {ago(drill['age_s'])}" if drill else "[red]never[/]",
-            str(s["problems_count"]),
+            state(backup["state"]) if backup else "[red]never[/]",
+            format_duration(backup.get("age_s")),
+            state(drill["state"]) if drill else "[red]never[/]",
+            format_duration(drill.get("age_s")),
         )
     out.print(t)
     if bad:
