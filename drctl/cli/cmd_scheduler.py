@@ -82,17 +82,17 @@ def status(app):
                 out.print("  no scheduled jobs")
                 continue
             t = Table(box=None, pad_edge=False, header_style="bold")
-            for column in ("job", "trigger", "next run", "last run", "state", "run"):
+            for column in ("job", "trigger", "next run", "last run", "state"):
                 t.add_column(column, no_wrap=True)
             for job in agent["jobs"]:
                 last = job["last_run"] or {}
+                run = f" (run {last['run_id']})" if last else ""
                 t.add_row(
                     job["job"],
                     job["trigger"],
-                    short_time(job["next_run_at"]),
-                    short_time(last.get("started_at")),
-                    state(last.get("state") or "-"),
-                    str(last.get("run_id") or "-"),
+                    _when(job["next_run_at"]),
+                    _when(last.get("started_at")),
+                    state(last.get("state") or "-") + run,
                 )
             out.print(t)
         for clock in doc["rpo"]:
@@ -104,6 +104,11 @@ def status(app):
 
     app.emit(doc, render)
     return 1 if doc["problems"] else 0
+
+
+def _when(value: str | None) -> str:
+    """A compact UTC time for tables (month-day hour:minute:second)."""
+    return short_time(value)[5:] if value else "-"
 
 
 command = scheduler_group

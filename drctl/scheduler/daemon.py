@@ -38,6 +38,7 @@ from drctl.errors import CatalogUnavailable, DrctlError
 from drctl.notify.notifier import Notifier, known_secrets
 from drctl.scheduler import lease
 from drctl.scheduler.interrupt import DaemonStopping, LeaseLost, RunningJobs
+from drctl.scheduler.jobs import agents
 from drctl.scheduler.lease import AlreadyRunning
 from drctl.scheduler.metrics import Metrics
 from drctl.scheduler.runner import Leadership
@@ -155,6 +156,15 @@ class Daemon:
             self.catalog.where,
             s.controller.lease_ttl,
         )
+        known = agents(s)
+        if self.agent not in known:
+            log.warning(
+                "agent %s has no node, repository or drill in %s (agents: %s): this daemon "
+                "only watches the RPO",
+                self.agent,
+                s.source,
+                ", ".join(known) or "none",
+            )
 
     def _info(self) -> dict:
         metrics = self.settings().notify.metrics
