@@ -71,7 +71,7 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
     target = resolve_target(ctx, options, primary)
     repo_name = ctx.settings.repository_of(primary)
     restic = ctx.restic(repo_name)
-    drill_steps.validate_target(ctx, primary, target)
+    drill_steps.validate_target(ctx, primary, target, options.scope)
     with (
         _standby_lock(ctx, target),
         ctx.run("drill", node=primary, repository=repo_name, details={"standby": target}) as run,

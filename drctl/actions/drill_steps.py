@@ -100,8 +100,10 @@ class DrillState:
         return list(self.plan.sampled_studies)
 
 
-def validate_target(ctx: Context, primary: str, target: str) -> None:
-    """Refuse, before anything starts, a drill the configuration cannot do (UsageError)."""
+def validate_target(ctx: Context, primary: str, target: str, scope: str | None = None) -> None:
+    """Refuse, before anything starts, a drill the configuration cannot do (UsageError).
+    A standby is always restored in full: a partial restore would leave it unable to
+    serve the studies that were not sampled."""
     source = ctx.settings.node[primary]
     if target == "sandbox":
         if source.index_kind == "postgresql" and not ctx.settings.drill.sandbox_postgres:
@@ -119,6 +121,12 @@ def validate_target(ctx: Context, primary: str, target: str) -> None:
         )
     if not (standby.start and standby.stop):
         raise UsageError(f"node.{target}: a standby drill needs its start and stop commands")
+    if (scope or ctx.settings.drill.scope) == "partial":
+        raise UsageError(
+            f"a partial drill on standby {target} would leave it serving only the sampled "
+            "studies; standbys are restored in full",
+            hint='drop --partial (or drill.scope = "partial"), or drill partially in a sandbox',
+        )
 
 
 def execute(state: DrillState) -> None:
@@ -165,9 +173,15 @@ def check(state: DrillState) -> None:
 def plan(state: DrillState) -> None:
     settings = state.ctx.settings.drill
     options = state.options
-    scope, why = choose_scope(
-        options.scope, settings.scope, state.snapshot.total_bytes or 0, settings.full_max_bytes
-    )
+    if state.target == "sandbox":
+        scope, why = choose_scope(
+            options.scope,
+            settings.scope,
+            state.snapshot.total_bytes or 0,
+            settings.full_max_bytes,
+        )
+    else:
+        scope, why = "full", f"standby {state.target}: a standby is always restored in full"
     verify_all = settings.verify_all if options.verify_all is None else options.verify_all
     state.plan = make_plan(
         state.studies,

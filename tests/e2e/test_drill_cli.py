@@ -97,6 +97,24 @@ def test_usage_errors_exit_2(primary: BackedUp, args) -> None:
     assert result.stderr.startswith("drctl: error:")
 
 
+def test_a_standby_is_never_restored_partially(primary: BackedUp, tmp_path: Path) -> None:
+    primary.add_node(
+        "idle",
+        {
+            "kind": "orthanc",
+            "role": "standby",
+            "primary": "primary",
+            "aet": "IDLE",
+            "storage": str(tmp_path / "storage"),
+            "index": f"sqlite:{tmp_path / 'storage' / 'index'}",
+            "start": ["true"],
+            "stop": ["true"],
+        },
+    )
+    result = primary.env.cli("drill", "run", "--standby", "idle", "--partial", check_exit=2)
+    assert "restored in full" in result.stderr
+
+
 def test_a_drill_without_its_snapshot_is_recorded_as_aborted(primary: BackedUp) -> None:
     primary.env.cli("drill", "run", "--snapshot", "feedbeef", check_exit=2)
     latest = primary.env.cli_json("drill", "list")[0]
