@@ -484,7 +484,7 @@ def _bar(
         f'width="{width:.1f}" height="{height:.1f}" fill="{escape(bar.color)}" '
         f'data-value="{bar.value:g}"><title>{escape(bar.title or bar.label)}</title></rect>'
     )
-    text = bar.note or (FORMATS[unit](bar.value) if width >= 24 else "")
+    text = (FORMATS[unit](bar.value) if width >= 24 else "") + bar.note
     if text:
         svg.add(
             "text",
