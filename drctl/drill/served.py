@@ -15,6 +15,7 @@ from typing import Any
 from drctl.dicom.client import MAX_STORAGE_PAIRS_PER_GET
 from drctl.dicom.digest import content_digest
 from drctl.dicom.errors import DicomRetrieveFailed
+from drctl.dicom.status import describe
 from drctl.drill.checks import LayerResult, timed
 from drctl.drill.findings import (
     INSTANCE_CORRUPT,
@@ -136,14 +137,14 @@ def _get_series(
     session: Any, study_uid: str, series_uid: str, items: list[InstanceLike], served: _Served
 ) -> None:
     uids = [i.sop_uid for i in items]
-    status = ""
+    what = "not received by C-GET"
     try:
         session.get_instances(study_uid, series_uid, uids, served.on_instance)
     except DicomRetrieveFailed as exc:
-        status = f" (C-GET failed: {exc.message})"
+        what = f"not received: C-GET ended with {describe(exc.status or 0, 'C-GET')}"
     for uid in uids:
         if uid not in served.done:
-            served.missing.append(InstanceProblem(study_uid, uid, "not received by C-GET" + status))
+            served.missing.append(InstanceProblem(study_uid, uid, what))
             served.done.add(uid)
 
 
