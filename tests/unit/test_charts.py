@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drctl.reports import charts
+from drctl.reports import charts, scales
 from drctl.reports.charts import (
     MARGIN_LEFT,
     MARGIN_TOP,
@@ -18,11 +18,9 @@ from drctl.reports.charts import (
     Panel,
     Series,
     category_chart,
-    duration_scale,
-    linear_scale,
     time_chart,
-    time_ticks,
 )
+from drctl.reports.scales import duration_scale, linear_scale, time_ticks
 
 SVG = "{http://www.w3.org/2000/svg}"
 TOP, BOTTOM = MARGIN_TOP, MARGIN_TOP + PANEL_HEIGHT
@@ -88,7 +86,7 @@ def test_time_ticks_are_round_and_labelled_for_the_span() -> None:
 
 
 def test_value_labels_read_like_people_write_them() -> None:
-    assert [charts.short_duration(v) for v in (0, 4, 90, 3600, 5400, 6 * 3600, 90000)] == [
+    assert [scales.short_duration(v) for v in (0, 4, 90, 3600, 5400, 6 * 3600, 90000)] == [
         "0s",
         "4s",
         "1m 30s",
@@ -97,8 +95,8 @@ def test_value_labels_read_like_people_write_them() -> None:
         "6h",
         "1d 1h",
     ]
-    assert charts.short_bytes(1536) == "1.5 KiB" and charts.short_bytes(700 * 2**20) == "700 MiB"
-    assert charts.short_count(2_500_000) == "2,500,000"
+    assert scales.short_bytes(1536) == "1.5 KiB" and scales.short_bytes(700 * 2**20) == "700 MiB"
+    assert scales.short_count(2_500_000) == "2,500,000"
 
 
 # --- time charts --------------------------------------------------------------------------
