@@ -120,6 +120,7 @@ def site_status(
     with ctx.catalog.session() as s:
         images = newest_good_snapshots(s, ctx.site)
     vanished = unacknowledged_vanished(ctx)
+    alarms = open_alarms(ctx)
     if catalog_only:
         primaries = sorted((set(backups) | set(images)) - {None})
         standbys: list[str] = []
@@ -129,12 +130,14 @@ def site_status(
         standbys = list(ctx.settings.standbys())
         repositories = list(ctx.settings.repository)
     for name in primaries:
-        st.nodes.append(
-            _primary(ctx, st, name, backups.get(name), images.get(name), vanished.get(name, 0))
-        )
+        extra = {
+            "alarms": [a for a in alarms if a["node"] == name],
+            "vanished": vanished.get(name, 0),
+        }
+        st.nodes.append(_primary(ctx, st, name, backups.get(name), images.get(name), extra))
     for name in standbys:
         st.nodes.append(_standby(ctx, st, name))
-    for alarm in open_alarms(ctx):
+    for alarm in alarms:
         st.add(
             BREACH,
             "alarm_open",
@@ -162,32 +165,47 @@ def _targets(ctx: Context, recorded: bool) -> tuple[float, float]:
     return drill.max_rpo, drill.max_rto
 
 
-def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, vanished: int) -> dict:
-    now = st.now
+def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, extra: dict) -> dict:
+    """A primary's document; ``extra`` holds its open alarms and unacknowledged vanished
+    studies."""
     snaps = list_snapshots(ctx, node=name)
-    snap = snaps[-1] if snaps else None
+    snap = snaps[-1].to_json() if snaps else None
+    if snap is not None:
+        snap["age_s"] = _age(st.now, datetime.fromisoformat(snap["time"]))
+    known = name in ctx.settings.node
     doc: dict = {
         "node": name,
         "role": "primary",
         "repository": ctx.settings.repository_of(name)
-        if name in ctx.settings.node
-        else (backup.repository if backup else None),
-        "backup": run_json(backup, now) if backup else None,
-        "snapshot": None,
+        if known
+        else getattr(backup, "repository", None),
+        "backup": run_json(backup, st.now) if backup else None,
+        "snapshot": snap,
         "rpo": {
-            "image_s": _age(now, image),
+            "image_s": _age(st.now, image),
             "reference": image.isoformat() if image else None,
-            "breach": image is None or _age(now, image) > st.max_rpo_s,
+            "breach": image is None or _age(st.now, image) > st.max_rpo_s,
         },
         "drill": None,
-        "alarms": [],
-        "vanished_unacknowledged": vanished,
+        "alarms": [a["id"] for a in extra["alarms"]],
+        "vanished_unacknowledged": extra["vanished"],
     }
-    if snap is not None:
-        doc["snapshot"] = {
-            **snap.to_json(),
-            "age_s": _age(now, datetime.fromisoformat(snap.time)),
-        }
+    _judge_backup(st, name, backup, doc["rpo"])
+    doc["drill"] = _drill(ctx, st, name)
+    if extra["vanished"]:
+        n = extra["vanished"]
+        st.add(
+            PROBLEM,
+            "vanished_unacknowledged",
+            name,
+            f"{n} vanished stud{'y' if n == 1 else 'ies'} of {name} not acknowledged "
+            "(drctl studies ack-vanished)",
+        )
+    return doc
+
+
+def _judge_backup(st: SiteStatus, name: str, backup, rpo: dict) -> None:
+    """The last backup's state and the image RPO against ``drill.max_rpo``."""
     if backup is not None and backup.state in FAILED_STATES:
         st.add(
             BREACH,
@@ -202,27 +220,17 @@ def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, van
             name,
             f"last backup of {name} (run {backup.id}) ended warning: {backup.reason or '-'}",
         )
-    if image is None:
+    if rpo["image_s"] is None:
         what = "never backed up" if backup is None else "no restorable snapshot"
         st.add(BREACH, "rpo_breach", name, f"{name}: {what}: its RPO is unbounded")
-    elif doc["rpo"]["breach"]:
+    elif rpo["breach"]:
         st.add(
             BREACH,
             "rpo_breach",
             name,
-            f"image RPO of {name} is {format_duration(doc['rpo']['image_s'])}, over "
+            f"image RPO of {name} is {format_duration(rpo['image_s'])}, over "
             f"drill.max_rpo {format_duration(st.max_rpo_s)}",
         )
-    doc["drill"] = _drill(ctx, st, name)
-    if vanished:
-        st.add(
-            PROBLEM,
-            "vanished_unacknowledged",
-            name,
-            f"{vanished} vanished stud{'y' if vanished == 1 else 'ies'} of {name} not "
-            "acknowledged (drctl studies ack-vanished)",
-        )
-    return doc
 
 
 def _drill(ctx, st: SiteStatus, name: str) -> dict | None:
