@@ -166,3 +166,51 @@ def test_catalog_only_takes_the_targets_the_site_recorded(ctx) -> None:
     assert (st.max_rpo_s, st.max_rto_s) == (3600.0, 600.0)
     assert {p.kind for p in st.breaches} == {"rpo_breach", "rto_exceeded"}
     assert [n["node"] for n in st.nodes] == ["primary"]
+
+
+def test_standbys_come_from_replicate_status(tmp_path: Path) -> None:
+    from drctl.catalog.models import Replication
+    from drctl.net import free_port
+
+    port = free_port()  # nothing listens: the primary's change position is unknown
+    doc = settings(tmp_path).model_dump(exclude={"source"})
+    doc["node"]["primary"].update(rest=f"http://127.0.0.1:{port}", port=port)
+    doc["node"]["standby"] = {
+        **doc["node"]["primary"],
+        "role": "standby",
+        "primary": "primary",
+        "index": "postgresql://pacs@127.0.0.1/standby",
+        "replication": "dump",
+        "start": ["true"],
+        "stop": ["true"],
+    }
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    ctx = Context(settings=config_mod.from_mapping(doc), catalog=catalog)
+    try:
+        healthy(SiteRows(catalog, "north"))
+        never = site_status(ctx, now=NOW)
+        assert [(p.severity, p.kind, p.node) for p in never.problems] == [
+            ("problem", "replication", "standby")
+        ]
+        SiteRows(catalog, "north").run("replicate", "succeeded", ago(hours=8), node="standby")
+        with catalog.session() as s:
+            s.add(
+                Replication(
+                    site="north",
+                    standby="standby",
+                    source="primary",
+                    mode="dump",
+                    finished_at=ago(hours=8),
+                    source_time=ago(hours=8),
+                    position="5",
+                )
+            )
+        st = site_status(ctx, now=NOW)
+    finally:
+        catalog.close()
+    standby = next(n for n in st.nodes if n["role"] == "standby")
+    assert standby["primary"] == "primary" and standby["replication"]["mode"] == "dump"
+    assert standby["replication"]["rpo_s"] > 6 * 3600  # the index is 8h behind (or more)
+    assert ("breach", "replication") in {(p.severity, p.kind) for p in st.problems}
+    text = "\n".join(rendered(st.to_json()))
+    assert "Standbys" in text and "standby  primary" in text
