@@ -66,8 +66,8 @@ def command(app, out, since):
     path = write_report(ctx, report, out)
 
     def render(console):
-        mark = "[green]OK[/]" if report.verdict["ok"] else "[bold red]ATTENTION[/]"
-        console.print(f"site {report.site}: {mark} {report.verdict['headline']}")
+        colour = "green" if report.verdict["ok"] else "bold red"
+        console.print(f"site {report.site}: [{colour}]{report.verdict['headline']}[/]")
         console.print(f"report: {path}")
 
     app.emit(report.to_json(), render)
