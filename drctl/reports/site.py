@@ -10,13 +10,19 @@ findings; every other text (run reasons, problems) has its UIDs replaced, and wi
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from drctl.reports import model
 from drctl.reports.html import format_seconds
-from drctl.reports.model import REDACTED, redact_text
+from drctl.reports.model import REDACTED
 
 GOOD_SNAPSHOTS = ("complete", "warning")
+# model.UID_PATTERN wants four or more components and misses UUID-derived UIDs
+# (2.25.<decimal UUID>: three), a known gap of the drill report's redaction; the site
+# report catches those too.
+UUID_UID = re.compile(r"\b2\.25\.\d{6,}\b")
 GOOD_RUNS = ("succeeded", "warning")
 
 
@@ -175,6 +181,11 @@ def rpo_history(
             add(since)
         add(until)
     return points
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every DICOM UID replaced."""
+    return UUID_UID.sub(REDACTED, model.redact_text(text))
 
 
 def _redact(text: str | None) -> str | None:

@@ -19,6 +19,8 @@ from drctl.reports import site, site_html
 from tests.support.catalog_rows import NOW, SiteRows, ago
 from tests.unit.test_status_site import UID, settings
 
+INSTANCE = "2.25.273074559819534360449806012768379554625"  # a UUID-derived UID
+
 
 def snap(time: datetime, pair_s: float = 10, status: str = "complete", node: str = "p") -> dict:
     return {
@@ -70,7 +72,7 @@ def history(catalog: Catalog) -> None:
     rows.drill(
         ago(days=2),
         verdict="failed",
-        findings=[("instance_corrupt", UID, f"instance of study {UID}: digest differs")],
+        findings=[("instance_corrupt", UID, f"instance {INSTANCE} of {UID}: digest differs")],
     )
     rows.drill(ago(hours=6))
     rows.run("check", "succeeded", ago(days=3), node=None)
@@ -106,13 +108,15 @@ def test_uids_only_in_findings_and_none_when_redacted(ctx) -> None:
     assert failed["findings"][0]["study_uid"] == UID
     page = site_html.render(report)
     assert page.count(UID) == 2  # the finding's study and its detail, nothing else
+    assert page.count(INSTANCE) == 1
     assert UID not in str([report.backups, report.verdict, report.checks])
 
     redact = ctx.settings.model_copy(
         update={"reports": ctx.settings.reports.model_copy(update={"redact_uids": True})}
     )
     hidden = report_of(Context(settings=redact, catalog=ctx.catalog))
-    assert UID not in site_html.render(hidden) and UID not in str(hidden.to_json())
+    for text in (site_html.render(hidden), str(hidden.to_json())):
+        assert UID not in text and INSTANCE not in text
     assert hidden.drills[1]["findings"][0]["study_uid"] == "[UID redacted]"
 
 
