@@ -13,6 +13,7 @@ from drctl.net import free_port
 from tests.support.drctl_env import DRCTL, RESTIC_PASSWORD, make_env
 from tests.support.scheduler import (
     daemons,
+    fast_repository,
     metric,
     receiver,
     scheduler_runs,
@@ -91,7 +92,7 @@ def test_failing_job_alerts_once_and_metrics_show_it(tmp_path):
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: "configuration refused" in daemon.text(), 10, what="refused reload")
 
-        _init_repository(tmp_path / "repository")
+        fast_repository(tmp_path / "repository", RESTIC_PASSWORD)
         env.doc["repository"]["vault"]["url"] = str(tmp_path / "repository")
         env.write()
         daemon.signal(signal.SIGHUP)
@@ -109,13 +110,3 @@ def _scraped_failure(listen: str) -> str | None:
     page = scrape(listen)
     value = metric(page, "drctl_job_last_run_failed", job="check", target="vault")
     return page if value == 1.0 else None
-
-
-def _init_repository(path) -> None:
-    subprocess.run(
-        ["restic", "init", "-r", str(path), "-q"],
-        check=True,
-        timeout=60,
-        env={"RESTIC_PASSWORD": RESTIC_PASSWORD, "PATH": "/usr/bin:/bin", "HOME": str(path.parent)},
-        capture_output=True,
-    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import signal
 import statistics
-import subprocess
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from drctl.catalog.models import JobState
 from drctl.scheduler import lease
 from tests.support.drctl_env import RESTIC_PASSWORD, make_env
 from tests.support.postgres import pg_url
-from tests.support.scheduler import daemons, scheduler_runs, wait_for
+from tests.support.scheduler import daemons, fast_repository, scheduler_runs, wait_for
 
 A_REPOS = ("a1", "a2", "a3", "a4")
 FIRINGS = 52
@@ -32,14 +31,7 @@ FIRINGS = 52
 
 @pytest.fixture
 def setup(tmp_path, pg_database):
-    template = tmp_path / "template-repo"
-    subprocess.run(
-        ["restic", "init", "-r", str(template), "-q"],
-        check=True,
-        timeout=60,
-        capture_output=True,
-        env={"RESTIC_PASSWORD": RESTIC_PASSWORD, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
+    template = fast_repository(tmp_path / "template-repo", RESTIC_PASSWORD)
     repos = {}
     for name in (*A_REPOS, "b1"):
         shutil.copytree(template, tmp_path / f"repo-{name}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -263,6 +264,73 @@ def smtp_server(*, with_auth: bool = True) -> Iterator[SmtpServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- restic repositories with a cheap key derivation -------------------------------------
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 2**20, dklen=64)
+
+
+def _poly1305_aes(key: bytes, nonce: bytes, message: bytes) -> bytes:
+    """restic's MAC: Poly1305 keyed with r (masked) and AES-128_k(nonce)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    k, r = bytearray(key[:16]), bytearray(key[16:32])
+    for i in (3, 7, 11, 15):
+        r[i] &= 15
+    for i in (4, 8, 12):
+        r[i] &= 252
+    aes = Cipher(algorithms.AES(bytes(k)), modes.ECB()).encryptor()
+    return Poly1305.generate_tag(bytes(r) + aes.update(nonce) + aes.finalize(), message)
+
+
+def _ctr(key: bytes, nonce: bytes, data: bytes) -> bytes:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    cipher = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
+    return cipher.update(data) + cipher.finalize()
+
+
+def fast_repository(path: Path, password: str) -> Path:
+    """``restic init`` a local repository for tests whose jobs must be fast, then re-wrap
+    its master key with cheap scrypt parameters: restic calibrates the key derivation to
+    about half a second per command at init, which would dominate a job that fires every
+    second. Never for real repositories."""
+    subprocess.run(
+        ["restic", "init", "-r", str(path), "-q"],
+        check=True,
+        timeout=60,
+        capture_output=True,
+        env={"RESTIC_PASSWORD": password, "PATH": "/usr/bin:/bin", "HOME": str(path.parent)},
+    )
+    [keyfile] = list((path / "keys").iterdir())
+    doc = json.loads(keyfile.read_text())
+    derived = _scrypt(password, base64.b64decode(doc["salt"]), doc["N"], doc["r"], doc["p"])
+    data = base64.b64decode(doc["data"])
+    nonce, sealed, tag = data[:16], data[16:-16], data[-16:]
+    assert _poly1305_aes(derived[32:], nonce, sealed) == tag, "restic key file not understood"
+    master = _ctr(derived[:32], nonce, sealed)
+    salt, nonce = os.urandom(64), os.urandom(16)
+    derived = _scrypt(password, salt, 1024, 8, 1)
+    sealed = _ctr(derived[:32], nonce, master)
+    doc.update(
+        {
+            "N": 1024,
+            "r": 8,
+            "p": 1,
+            "salt": base64.b64encode(salt).decode(),
+            "data": base64.b64encode(
+                nonce + sealed + _poly1305_aes(derived[32:], nonce, sealed)
+            ).decode(),
+        }
+    )
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    (keyfile.parent / hashlib.sha256(raw).hexdigest()).write_bytes(raw)
+    keyfile.unlink()
+    return path
 
 
 # --- metrics and catalog -------------------------------------------------------------------
