@@ -262,7 +262,7 @@ def _evidence(inputs: Inputs, targets: dict) -> list[dict]:
                     {
                         k: r[k]
                         for k in ("run_id", "kind", "state", "node", "repository", "started_at")
-                    }  # fmt: skip
+                    }
                     for r in newest
                 ],
                 "status": "evidenced" if good else ("attention" if total else "no evidence"),

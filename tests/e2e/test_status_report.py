@@ -88,8 +88,13 @@ def site(tmp_path_factory) -> Site:
     try:
         for batch in (1, 2):
             added = more(archive, 2 * batch, out_dir=root / f"more-{batch}")
-            store_files(list(added.paths), aet=node["aet"], host="127.0.0.1",
-                        port=node["port"], calling_aet="DRCTL")  # fmt: skip
+            store_files(
+                list(added.paths),
+                aet=node["aet"],
+                host="127.0.0.1",
+                port=node["port"],
+                calling_aet="DRCTL",
+            )
             archive = archive + added
             assert run_backup(ctx, "primary").state == "succeeded"
             if batch == 1:
@@ -208,7 +213,14 @@ def chromium_probe(page: Path, shot: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="drctl-chromium-") as profile:
         base = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
         subprocess.run(
-            [*base, "--window-size=1100,2400", f"--screenshot={shot}", page.as_uri()],
+            # every tile painted before the capture (else a tall page's bottom is blank)
+            [
+                *base,
+                "--run-all-compositor-stages-before-draw",
+                "--window-size=1100,2400",
+                f"--screenshot={shot}",
+                page.as_uri(),
+            ],
             capture_output=True,
             timeout=120,
             check=True,
@@ -303,10 +315,18 @@ def test_report_json_is_the_model_and_prints_to_pdf(site: Site, tmp_path: Path) 
     pdf = tmp_path / "r.pdf"
     with tempfile.TemporaryDirectory(prefix="drctl-chromium-") as profile:
         subprocess.run(
-            ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--no-pdf-header-footer", f"--print-to-pdf={pdf}", out.as_uri()],
-            capture_output=True, timeout=120, check=True,
-        )  # fmt: skip
+            [
+                "chromium",
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--no-pdf-header-footer",
+                f"--print-to-pdf={pdf}",
+                out.as_uri(),
+            ],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 20_000
 
 
