@@ -38,11 +38,16 @@ def restic_children(pid: int) -> list[str]:
 @pytest.fixture
 def site(tmp_path):
     with primary(tmp_path / "pacs", studies=3) as (node, _archive), receiver() as hook:
-        env = env_for(tmp_path, node, {"url": str(tmp_path / "repository")},
-                      node={"agent": "pacs1"}, controller={"lease_ttl": "6s"},
-                      schedule={"backup": f"every:{EVERY_S}s"},
-                      drill={"max_rpo": f"{MAX_RPO_S}s"},
-                      notify={"webhook": "env:DRCTL_TEST_HOOK", "timeout": "3s"})
+        env = env_for(
+            tmp_path,
+            node,
+            {"url": str(tmp_path / "repository")},
+            node={"agent": "pacs1"},
+            controller={"lease_ttl": "6s"},
+            schedule={"backup": f"every:{EVERY_S}s"},
+            drill={"max_rpo": f"{MAX_RPO_S}s"},
+            notify={"webhook": "env:DRCTL_TEST_HOOK", "timeout": "3s"},
+        )
         env.env["DRCTL_TEST_HOOK"] = f"{hook.url}/hook"
         env.cli_json("repo", "init")
         yield env, hook
@@ -53,8 +58,9 @@ def test_scheduled_backups_status_sigterm_and_rpo_watchdog(site, tmp_path):
     url = env.doc["controller"]["catalog"]
     listen = f"127.0.0.1:{free_port()}"
     watcher_config = tmp_path / "watcher.toml"
-    watcher_config.write_text(to_toml({**env.doc, "notify": {**env.doc["notify"],
-                                                             "metrics": {"listen": listen}}}))
+    watcher_config.write_text(
+        to_toml({**env.doc, "notify": {**env.doc["notify"], "metrics": {"listen": listen}}})
+    )
     with daemons(tmp_path, env=env.env) as group:
         backups = group.start("pacs1", env.config_path, "pacs1")
         watcher = group.start("dr", watcher_config, "dr")
@@ -62,19 +68,28 @@ def test_scheduled_backups_status_sigterm_and_rpo_watchdog(site, tmp_path):
         def good() -> list[dict]:
             return [r for r in scheduler_runs(url, kind="backup") if r["state"] == "succeeded"]
 
-        wait_for(lambda: len(good()) >= 3, 3 * EVERY_S + 30, interval=0.5,
-                 what="three scheduled backups")
+        wait_for(
+            lambda: len(good()) >= 3, 3 * EVERY_S + 30, interval=0.5, what="three scheduled backups"
+        )
         status = env.cli_json("scheduler", "status")
 
-        wait_for(lambda: any(" backup " in c for c in restic_children(backups.pid)),
-                 EVERY_S + 15, interval=0.05, what="restic backing up in the next cycle")
+        wait_for(
+            lambda: any(" backup " in c for c in restic_children(backups.pid)),
+            EVERY_S + 15,
+            interval=0.05,
+            what="restic backing up in the next cycle",
+        )
         stopped_at = datetime.now(UTC)
         code, took = backups.stop()
         assert code == 0 and took < 10, (code, took, backups.text()[-2000:])
         assert restic_children(backups.pid) == []
 
-        breach = wait_for(lambda: hook.alerts("rpo_breach"), MAX_RPO_S + 20, interval=0.5,
-                          what="the RPO alert of the other agent's daemon")
+        breach = wait_for(
+            lambda: hook.alerts("rpo_breach"),
+            MAX_RPO_S + 20,
+            interval=0.5,
+            what="the RPO alert of the other agent's daemon",
+        )
         page = scrape(listen)
         watcher.stop()
 
@@ -85,8 +100,10 @@ def test_scheduled_backups_status_sigterm_and_rpo_watchdog(site, tmp_path):
     assert all(b - a == timedelta(seconds=EVERY_S) for a, b in zip(slots, slots[1:], strict=False))
     delays = [(r["started_at"] - s).total_seconds() for r, s in zip(done, slots, strict=True)]
     assert max(delays) < 1.5, delays
-    print(f"\nscheduled backups: {len(done)} on time, start delays {[round(d, 3) for d in delays]}, "
-          f"SIGTERM to exit {took:.1f}s")
+    print(
+        f"\nscheduled backups: {len(done)} on time, start delays {[round(d, 3) for d in delays]}, "
+        f"SIGTERM to exit {took:.1f}s"
+    )
 
     # the backup cut by SIGTERM: interrupted, restic stopped with SIGINT and its lock gone
     last = runs[-1]
@@ -103,8 +120,7 @@ def test_scheduled_backups_status_sigterm_and_rpo_watchdog(site, tmp_path):
     assert agent["leader"]["pid"] == backups.pid and agent["leader"]["alive"]
     next_run = datetime.fromisoformat(job["next_run_at"])
     assert next_run == datetime.fromisoformat(job["last_fire_at"]) + timedelta(seconds=EVERY_S)
-    assert any(a["agent"] == "dr" and a["leader"]["pid"] == watcher.pid
-               for a in status["agents"])
+    assert any(a["agent"] == "dr" and a["leader"]["pid"] == watcher.pid for a in status["agents"])
 
     # the watchdog of agent dr noticed that pacs1 stopped backing up: one alert
     [alert] = breach
@@ -114,5 +130,6 @@ def test_scheduled_backups_status_sigterm_and_rpo_watchdog(site, tmp_path):
     assert len(hook.alerts("rpo_breach")) == 1
     assert metric(page, "drctl_rpo_breach", clock="image", node="primary") == 1.0
     assert metric(page, "drctl_snapshots", node="primary") == len(done)
-    assert metric(page, "drctl_job_last_success_timestamp_seconds", job="backup",
-                  target="primary") == pytest.approx(done[-1]["ended_at"].timestamp(), abs=1)
+    assert metric(
+        page, "drctl_job_last_success_timestamp_seconds", job="backup", target="primary"
+    ) == pytest.approx(done[-1]["ended_at"].timestamp(), abs=1)
