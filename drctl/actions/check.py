@@ -79,9 +79,10 @@ def run_check(ctx: Context, repository: str, *, read_data_subset: str | None = N
 
 
 def last_check(ctx: Context, repository: str):
-    """The newest check run of ``repository`` (or None)."""
+    """The newest check run of this site's ``repository`` (or None)."""
     from drctl.catalog.models import Run
 
     with ctx.catalog.session() as s:
-        return s.scalars(select(Run).where(Run.kind == "check", Run.repository == repository)
+        return s.scalars(select(Run).where(Run.kind == "check", Run.site == ctx.site,
+                                           Run.repository == repository)
                          .order_by(Run.id.desc()).limit(1)).first()
