@@ -256,7 +256,10 @@ class Repository(_Model):
 class Tls(_Model):
     ca: Path
     cert: Path | None = None
+    # the private key of ``cert``: file:PATH is used in place; env: and command: give the
+    # PEM text itself
     key: Secret | None = None
+    key_password: Secret | None = None  # when the key is encrypted
 
 
 class Node(_Model):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
 from dataclasses import dataclass, field
 
 from drctl.errors import UsageError
@@ -13,8 +15,10 @@ class TlsSettings:
     """TLS for DICOM associations (PS3.15 Annex B).
 
     ``ca_file`` verifies the peer's certificate; ``cert_file``/``key_file`` present
-    drctl's own certificate when the peer asks for one. ``key_password`` is kept out of
-    ``repr`` so it never reaches a log line.
+    drctl's own certificate when the peer asks for one. A key that is not a file (an
+    ``env:`` or ``command:`` secret) comes as ``key_data`` (PEM text): it is written to a
+    private temporary file only while the context loads it. ``key_password`` and
+    ``key_data`` are kept out of ``repr`` so they never reach a log line.
     """
 
     ca_file: str
@@ -22,6 +26,7 @@ class TlsSettings:
     key_file: str | None = None
     key_password: str | None = field(default=None, repr=False)
     check_hostname: bool = False
+    key_data: str | None = field(default=None, repr=False)
 
     def context(self) -> ssl.SSLContext:
         """Return a client-side ``ssl.SSLContext`` built from these settings.
@@ -37,9 +42,12 @@ class TlsSettings:
         ctx.verify_mode = ssl.CERT_REQUIRED
         if self.cert_file:
             try:
-                ctx.load_cert_chain(
-                    self.cert_file, keyfile=self.key_file, password=self.key_password
-                )
+                if self.key_data is not None:
+                    self._load_key_data(ctx)
+                else:
+                    ctx.load_cert_chain(
+                        self.cert_file, keyfile=self.key_file, password=self.key_password
+                    )
             except (OSError, ssl.SSLError) as exc:
                 raise UsageError(
                     f"cannot load TLS certificate {self.cert_file} / key {self.key_file}: "
@@ -47,6 +55,16 @@ class TlsSettings:
                     hint="check the file paths and the key password reference",
                 ) from None
         return ctx
+
+    def _load_key_data(self, ctx: ssl.SSLContext) -> None:
+        # ssl loads keys from files only: a 0600 file (mkstemp) that lives for the load
+        fd, path = tempfile.mkstemp(prefix="drctl-tls-", suffix=".pem")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.key_data or "")
+            ctx.load_cert_chain(self.cert_file or "", keyfile=path, password=self.key_password)
+        finally:
+            os.unlink(path)
 
 
 @dataclass(frozen=True)

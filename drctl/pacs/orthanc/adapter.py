@@ -90,8 +90,11 @@ class OrthancNode:
         tls = None
         if self.node.tls is not None:
             t = self.node.tls
+            key_file = t.key.path if t.key else None
+            key_data = t.key.resolve() if t.key and key_file is None else None
             tls = TlsSettings(ca_file=str(t.ca), cert_file=str(t.cert) if t.cert else None,
-                              key_file=t.key.path if t.key else None)
+                              key_file=key_file, key_data=key_data,
+                              key_password=t.key_password.resolve() if t.key_password else None)
         return Peer(self.node.aet, self.node.host, self.node.port, tls=tls)
 
     def dicom_client(self):
