@@ -83,6 +83,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     # third-party chatter stays quiet unless debugging
     for noisy in ("pynetdicom", "botocore", "boto3", "urllib3", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    # pynetdicom logs a failed association at ERROR, with a traceback when TLS failed;
+    # drctl reports the failure itself, once, as a typed error (the reason included)
+    if verbose < 3:
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 
 def _raise_interrupted(signum, _frame):
