@@ -103,20 +103,24 @@ def _repository(ctx: Context, name: str) -> tuple[str, str]:
     ctx.restic(name).open()
     detail = f"reachable, password works ({time.monotonic() - started:.1f}s)"
     repo = ctx.settings.repository[name]
+    warnings = []
+    if repo.insecure_tls and not repo.cacert:
+        warnings.append("insecure_tls: the storage's TLS certificate is not verified (anyone "
+                        "on the path can pose as it); configure cacert instead")
     if repo.is_s3:
         from drctl.actions.repo import bucket_findings, s3_bucket
 
         bucket = s3_bucket(ctx, name)
         status = bucket.status()
-        warnings, _ = bucket_findings(status)
+        warnings += bucket_findings(status)[0]
         detail += f"; bucket versioning {status.versioning}, object lock {status.object_lock}"
         if status.exists and bucket.deletes_beyond_locks():
             warnings.append("the backup credentials can delete objects: ransomware on this "
                             "controller could destroy the offsite copy; give them a policy "
                             "without s3:DeleteObject (except on locks/) and give prune its "
                             "own prune_credentials")
-        if warnings:
-            return WARN, detail + "; " + "; ".join(warnings)
+    if warnings:
+        return WARN, detail + "; " + "; ".join(warnings)
     return OK, detail
 
 

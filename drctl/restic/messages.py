@@ -237,6 +237,17 @@ _UNREACHABLE = re.compile(
 )
 
 
+_UNTRUSTED = re.compile(
+    r"x509: certificate|certificate signed by unknown authority|CERTIFICATE_VERIFY_FAILED|"
+    r"certificate verify failed|certificate is not valid for|doesn't contain any IP SANs",
+    re.I,
+)
+UNTRUSTED_HINT = (
+    "set repository.cacert to the CA that signed it (insecure_tls turns verification off: "
+    "anyone on the path could pose as the storage); drctl did not change anything"
+)
+
+
 def classify(
     returncode: int, stderr: str, *, repository: str, action: str
 ) -> RepositoryError | None:
@@ -274,6 +285,13 @@ def classify(
         )
     if "config file already exists" in text:
         return RepositoryExists(f"{where} already exists", repository=repository)
+    if _UNTRUSTED.search(text):
+        return BackendUnreachable(
+            f"{where}: the storage's TLS certificate is not trusted ({_short(text)})",
+            repository=repository,
+            hint=UNTRUSTED_HINT,
+            detail=stderr,
+        )
     if _UNREACHABLE.search(text):
         return BackendUnreachable(
             f"{where}: storage backend unreachable ({_short(text)})",

@@ -80,6 +80,13 @@ class S3Bucket:
         except ClientError:
             raise
         except BotoCoreError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+                raise BackendUnreachable(
+                    f"object storage {self.location.endpoint_url}: its TLS certificate is not "
+                    f"trusted ({what}): {exc}",
+                    hint="set repository.cacert to the CA that signed it (insecure_tls turns "
+                         "verification off: anyone on the path could pose as the storage)",
+                ) from None
             raise BackendUnreachable(
                 f"object storage {self.location.endpoint_url} unreachable while {what}: {exc}",
                 hint="check the repository URL and the network",
