@@ -18,6 +18,9 @@ group (0002,xxxx), group lengths (gggg,0000), Length to End (0008,0001) and Data
 Trailing Padding (FFFC,FFFC). An empty sequence and an empty value digest the same way
 (implicit VR cannot tell them apart for private tags).
 
+:mod:`drctl.dicom.digest_fast` computes the same digest straight from the bytes for
+well-formed datasets; whatever it does not model falls back to the reader below.
+
 Supported transfer syntaxes: every little-endian one (implicit, explicit, deflated;
 encapsulated pixel data is hashed as its raw fragments, so a compressed instance only
 digests equal to the same compressed encoding). Explicit VR Big Endian is refused.
@@ -42,6 +45,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from drctl.dicom import digest_fast
 from drctl.errors import DicomMalformed
 
 _ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000) in little endian
@@ -84,6 +88,21 @@ def file_digest(part10_bytes: bytes) -> FileDigest:
     syntax from the File Meta. Raises :class:`DicomMalformed` when the bytes are not a
     readable Part 10 file and ``ValueError`` for a big-endian transfer syntax.
     """
+    try:
+        offset, syntax, meta_class, meta_instance = digest_fast.file_meta(part10_bytes)
+    except digest_fast.Unusual:
+        offset, syntax, meta_class, meta_instance = _file_meta(part10_bytes)
+    digest, uids = _digest_dataset(part10_bytes[offset:], syntax)
+    return FileDigest(
+        sop_instance_uid=uids.get(_SOP_INSTANCE_UID) or meta_instance,
+        sop_class_uid=uids.get(_SOP_CLASS_UID) or meta_class,
+        transfer_syntax_uid=syntax,
+        digest=digest,
+    )
+
+
+def _file_meta(part10_bytes: bytes) -> tuple[int, str, str, str]:
+    """(dataset offset, transfer syntax, SOP class, SOP instance) read by pydicom."""
     fp = BytesIO(part10_bytes)
     try:
         read_preamble(fp, False)
@@ -95,13 +114,7 @@ def file_digest(part10_bytes: bytes) -> FileDigest:
         raise DicomMalformed(f"cannot parse DICOM file meta for digest: {exc}") from exc
     if not syntax:
         raise DicomMalformed("DICOM file has no Transfer Syntax UID in its File Meta")
-    digest, uids = _digest_dataset(part10_bytes[fp.tell() :], syntax)
-    return FileDigest(
-        sop_instance_uid=uids.get(_SOP_INSTANCE_UID) or meta_instance,
-        sop_class_uid=uids.get(_SOP_CLASS_UID) or meta_class,
-        transfer_syntax_uid=syntax,
-        digest=digest,
-    )
+    return fp.tell(), syntax, meta_class, meta_instance
 
 
 def _after_file_meta(tag: int, vr: str | None, length: int) -> bool:
@@ -119,6 +132,11 @@ def _digest_dataset(dataset_bytes: bytes, transfer_syntax_uid: str) -> tuple[str
     implicit = syntax == ImplicitVRLittleEndian
     sha = hashlib.sha256()
     uids: dict[int, str] = {}
+    try:
+        digest_fast.dataset_digest(dataset_bytes, implicit, sha.update, uids)
+        return sha.hexdigest(), uids
+    except Exception:  # Unusual, or anything else: the reader below decides
+        sha, uids = hashlib.sha256(), {}
     try:
         elements = _elements(BytesIO(dataset_bytes), implicit)
         _check_complete(elements, len(dataset_bytes))
