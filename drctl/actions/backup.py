@@ -10,9 +10,12 @@ snapshot and its manifest record: the catalog never lists a snapshot restic lack
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from drctl import locks
@@ -24,7 +27,7 @@ from drctl.pacs.base import PacsNode, pacs_node
 from drctl.restic.argv import TAG_DRCTL, restic_host, tag
 from drctl.restic.messages import BackupStatus
 from drctl.restic.runner import Restic
-from drctl.verify.integrity import IntegrityStats, check_modified, examine_new
+from drctl.verify.integrity import IntegrityStats, NewInstances, check_modified, examine_new
 from drctl.verify.manifest import PreviousManifest, plan_changes, read_delta
 from drctl.verify.manifest_store import instances_by_path, load_previous, open_instances
 
@@ -53,6 +56,7 @@ class BackupResult:
     findings: list[dict] = field(default_factory=list)
     alarms: list[str] = field(default_factory=list)
     manifest: dict = field(default_factory=dict)
+    phases: dict = field(default_factory=dict)  # seconds per step
 
     def to_json(self) -> dict:
         return {
@@ -64,6 +68,7 @@ class BackupResult:
             "seq": self.seq, "index_copy": self.index_copy, "studies_added": self.studies_added,
             "vanished": self.vanished, "unacknowledged_vanished": self.unacknowledged_vanished,
             "findings": self.findings, "alarms": self.alarms, "manifest": self.manifest,
+            "phases": self.phases,
         }
 
 
@@ -112,29 +117,32 @@ def _backup(ctx, pacs: PacsNode, restic: Restic, repo_name: str, index_copy: str
     with ctx.catalog.session() as s:
         previous = load_previous(s, ctx.site, pacs.name)
     key = phi_key(ctx)
-    stored = _index_phase(ctx, pacs, restic, repo_name, previous, key, index_copy)
+    clock = _Clock(result.phases)
+    with clock("index_copy"):
+        stored = _index_phase(ctx, pacs, restic, repo_name, previous, key, index_copy, clock)
     delta = stored.copy.inventory
     result.index_copy = {"method": stored.copy.method, "kind": stored.copy.kind,
                          "taken_at": stored.copy.taken_at.isoformat(), "reused": stored.reused,
                          "outage_s": stored.copy.outage_s, "bytes": stored.copy.bytes}
     ctx.check_fence()
     record_id = stored.record.id if stored.record else rec.record_of_copy(ctx, stored.row_id)
-    output, code, snapshot = restic.backup(
-        pacs.storage_dir, host=restic_host(ctx.site, pacs.name),
-        tags=storage_tags(ctx, pacs.name, pacs.kind, record_id),
-        excludes=pacs.storage_excludes(), on_status=on_status)
+    with clock("plan"), ctx.catalog.session() as s:
+        touched = list(delta.recheck) + sorted(set(previous.studies) - set(delta.studies))
+        before = open_instances(s, ctx.site, pacs.name, touched)
+        changes = plan_changes(previous, delta, before)
+    with clock("snapshot"), _examined_meanwhile(changes.instances_added, pacs, clock) as pending:
+        output, code, snapshot = restic.backup(
+            pacs.storage_dir, host=restic_host(ctx.site, pacs.name),
+            tags=storage_tags(ctx, pacs.name, pacs.kind, record_id),
+            excludes=pacs.storage_excludes(), on_status=on_status)
+    new = pending.result()
     summary = output.summary
     result.snapshot_id = snapshot.id
     result.files_new, result.files_changed = summary.files_new, summary.files_changed
     result.bytes_added = summary.data_added
-
-    with ctx.catalog.session() as s:
-        touched = list(delta.recheck) + sorted(set(previous.studies) - set(delta.studies))
-        before = open_instances(s, ctx.site, pacs.name, touched)
-    changes = plan_changes(previous, delta, before)
-    new = examine_new(changes.instances_added, pacs.read_stored, pacs.dicom_bytes)
-    modified = _modified_findings(ctx, pacs, output.modified_files, new.stats,
-                                  {e.path for e in new.entries})
+    with clock("modified"):
+        modified = _modified_findings(ctx, pacs, output.modified_files, new.stats,
+                                      {e.path for e in new.entries})
     findings = new.findings + modified.findings
     result.manifest = {"rows_read": delta.rows_read, "full_read": delta.full,
                        "files_read": new.stats.files_read, "bytes_read": new.stats.bytes_read,
@@ -142,16 +150,64 @@ def _backup(ctx, pacs: PacsNode, restic: Restic, repo_name: str, index_copy: str
                        "instances_removed": len(changes.instances_removed)}
     alarms = _alarms(ctx, pacs, previous, changes, modified.count)
     state, reason = _verdict(code, findings, alarms)
-    rec.commit(ctx, run, result, restic=restic, repo_name=repo_name, pacs=pacs,
-               stored=stored, snapshot=snapshot, summary=summary, previous=previous,
-               delta=delta, changes=changes, new_entries=new.entries, findings=findings,
-               alarms=alarms, state=state, reason=reason, before=before)
+    with clock("record"):
+        rec.commit(ctx, run, result, restic=restic, repo_name=repo_name, pacs=pacs,
+                   stored=stored, snapshot=snapshot, summary=summary, previous=previous,
+                   delta=delta, changes=changes, new_entries=new.entries, findings=findings,
+                   alarms=alarms, state=state, reason=reason, before=before)
+
+
+class _Clock:
+    """Seconds per step of a backup, into ``phases`` (rounded to the millisecond)."""
+
+    def __init__(self, phases: dict):
+        self.phases = phases
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.phases[f"{name}_s"] = round(self.phases.get(f"{name}_s", 0.0) + seconds, 3)
+
+
+@contextlib.contextmanager
+def _examined_meanwhile(rows: Iterable, pacs: PacsNode, clock: _Clock) -> Iterator[Future]:
+    """Examine the new instances' files (:func:`examine_new`: MD5 against the index,
+    content digest) in a thread while the block runs restic over the same files: the
+    hashing releases the GIL, so both use their own core, and a first backup costs
+    little more than restic's own time. If the block fails, the thread stops at the next
+    file and the error goes on."""
+    stop = threading.Event()
+
+    def until_stopped() -> Iterator:
+        for row in rows:
+            if stop.is_set():
+                return
+            yield row
+
+    def examine() -> NewInstances:
+        with clock("integrity"):
+            return examine_new(until_stopped(), pacs.read_stored, pacs.dicom_bytes)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drctl-integrity") as pool:
+        pending = pool.submit(examine)
+        try:
+            yield pending
+        except BaseException:
+            stop.set()
+            raise
 
 
 def _index_phase(ctx, pacs, restic, repo_name, previous: PreviousManifest, key,
-                 mode: str) -> StoredCopy:
+                 mode: str, clock: _Clock) -> StoredCopy:
     def read(inventory):
-        return read_delta(inventory, previous, key)
+        with clock("manifest_read"):
+            return read_delta(inventory, previous, key)
 
     node = ctx.settings.node[pacs.name]
     reuse = mode == "reuse" or (mode == "auto" and ctx.settings.schedule.index_copy is not None
