@@ -1,0 +1,1 @@
+"""drctl benchmarks: `make bench` (python -m bench.run) writes bench/RESULTS.md."""
