@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import socket
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -438,6 +439,19 @@ def find_config(explicit: str | None) -> Path:
             )
         ],
     )
+
+
+def file_exposure(path: str | os.PathLike) -> str | None:
+    """A warning when the config file is accessible by other users (it names every secret's
+    location and the site's layout), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & stat.S_IRWXO:
+        return (f"{path} is accessible by other users (mode {stat.S_IMODE(mode):04o}); "
+                "chmod o-rwx it")
+    return None
 
 
 def load(path: str | os.PathLike) -> Settings:

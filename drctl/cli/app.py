@@ -62,6 +62,9 @@ class App:
 
         path = config_mod.find_config(self.config_path)
         settings = config_mod.load(path)
+        exposure = config_mod.file_exposure(path)
+        if exposure:
+            logging.getLogger("drctl").warning(exposure)
         for ref in config_mod.secret_refs(settings):
             warning = ref.exposure()
             if warning:
