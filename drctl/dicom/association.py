@@ -9,6 +9,7 @@ pynetdicom reports only "no response".
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -132,14 +133,19 @@ def associate(
     tls_args = None
     if peer.tls is not None:
         tls_args = (peer.tls.context(), peer.host if peer.tls.check_hostname else None)
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        ae_title=peer.aet,
-        ext_neg=list(roles.values()) or None,
-        evt_handlers=link.handlers(),
-        tls_args=tls_args,
-    )
+    try:
+        assoc = ae.associate(
+            peer.host,
+            peer.port,
+            ae_title=peer.aet,
+            ext_neg=list(roles.values()) or None,
+            evt_handlers=link.handlers(),
+            tls_args=tls_args,
+        )
+    except BaseException:  # Ctrl-C while associating: leave no connection thread behind
+        for pending in ae.active_associations:
+            _end_threads(pending)
+        raise
     if not assoc.is_established:
         raise _refusal(assoc, link)
     return assoc, link
@@ -181,7 +187,8 @@ def _refusal(assoc: Association, link: Link) -> DicomError:
 
 
 def close(assoc: Association, *, abort: bool) -> None:
-    """Release ``assoc`` (or abort it when ``abort``); never raises."""
+    """Release ``assoc`` (or abort it when ``abort``); never raises, except that a
+    Ctrl-C during the release still ends the association's threads and goes on."""
     try:
         if assoc.is_established:
             if abort:
@@ -190,6 +197,36 @@ def close(assoc: Association, *, abort: bool) -> None:
                 assoc.release()
     except Exception:  # closing must not mask the caller's outcome
         log.debug("error while closing an association", exc_info=True)
+    except BaseException:
+        _end_threads(assoc)
+        raise
+
+
+def _end_threads(assoc: Association) -> None:
+    """Stop an association's threads without waiting for the peer. pynetdicom's own
+    ``kill()`` waits until the connection is idle; interrupted there (Ctrl-C), it leaves
+    the non-daemon DUL thread running and the interpreter can never exit."""
+    with contextlib.suppress(Exception):
+        assoc._kill = True
+        assoc._reactor_checkpoint.set()
+        assoc.dul.kill_dul()
+
+
+def _end_all_threads() -> None:
+    """At interpreter shutdown (before non-daemon threads are joined): end every DUL
+    thread still running, whatever left it behind."""
+    from pynetdicom.dul import DULServiceProvider
+
+    for thread in threading.enumerate():
+        if isinstance(thread, DULServiceProvider) and thread.is_alive():
+            with contextlib.suppress(Exception):
+                thread.kill_dul()
+
+
+# threading's own shutdown hook runs before non-daemon threads are joined (atexit runs
+# after, too late); drctl exits promptly even when Ctrl-C cut an association short.
+with contextlib.suppress(AttributeError):
+    threading._register_atexit(_end_all_threads)  # type: ignore[attr-defined]
 
 
 REACTOR_PAUSE_TIMEOUT = 2.0
