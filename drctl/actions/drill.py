@@ -80,7 +80,7 @@ def run_drill(ctx: Context, options: DrillOptions) -> DrillReport:
         try:
             snapshot, copy = pick_snapshot(ctx, primary, options.snapshot)
         except SnapshotNotFound as exc:
-            drill_record.abort_early(ctx, run.id, drill_id, f"could not start: {exc}")
+            drill_record.abort_early(ctx, drill_id, f"could not start: {exc}")
             raise
         drill_record.set_snapshot(ctx, drill_id, snapshot)
         run.details["snapshot_id"] = snapshot.snapshot_id

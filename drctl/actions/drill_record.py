@@ -1,5 +1,5 @@
 """The evidence of a drill: its catalog rows (drill, findings, the snapshot's verified
-mark, an audit event), its verification record and a copy of its report in the
+mark; the run itself is audited), its verification record and a copy of its report in the
 repository (``catalog rebuild`` and ``prune`` read them), and the report files.
 
 Every drill is recorded, also one that could not start (``aborted``) or was interrupted,
@@ -17,7 +17,6 @@ from sqlalchemy import update
 
 from drctl import __version__
 from drctl.actions.context import Context
-from drctl.catalog import audit
 from drctl.catalog.models import Drill, Finding, Record, Snapshot
 from drctl.drill.findings import verdict
 from drctl.errors import DrctlError
@@ -59,7 +58,7 @@ def set_snapshot(ctx: Context, drill_id: int, snapshot) -> None:
         )
 
 
-def abort_early(ctx: Context, run_id: int, drill_id: int, reason: str) -> None:
+def abort_early(ctx: Context, drill_id: int, reason: str) -> None:
     """Record a drill that could not even pick its snapshot."""
     with ctx.catalog.session() as s:
         s.execute(
@@ -67,7 +66,6 @@ def abort_early(ctx: Context, run_id: int, drill_id: int, reason: str) -> None:
             .where(Drill.id == drill_id)
             .values(verdict="aborted", ended_at=datetime.now(UTC), details={"reason": reason})
         )
-        audit.append(s, "drill run", target=None, result="aborted", run_id=run_id)
 
 
 def end_without_verdict(ctx: Context, state, verdict_: str, reason: str) -> None:
@@ -87,7 +85,6 @@ def end_without_verdict(ctx: Context, state, verdict_: str, reason: str) -> None
             )
         )
         _findings(s, state, now)
-        audit.append(s, "drill run", target=_target(state), result=verdict_, run_id=state.run.id)
 
 
 def _findings(s, state, now: datetime) -> None:
@@ -102,10 +99,6 @@ def _findings(s, state, now: datetime) -> None:
                 at=now,
             )
         )
-
-
-def _target(state) -> str:
-    return f"{state.primary}@{state.snapshot.short_id} on {state.target}"
 
 
 def tool_versions(state) -> dict:
@@ -204,9 +197,6 @@ def finish(ctx: Context, state) -> DrillReport:
                 .where(Snapshot.id == state.snapshot.id)
                 .values(verified_at=ended, verified_drill_id=state.drill_id)
             )
-        audit.append(
-            s, "drill run", target=_target(state), result=report.verdict, run_id=state.run.id
-        )
     report.record_id = _verification_record(ctx, state, report)
     html_path, json_path = report_paths(ctx, report, state.options.report)
     report.report_path, report.json_path = str(html_path), str(json_path)
