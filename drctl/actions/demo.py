@@ -158,27 +158,14 @@ def run_demo(
         aet=PRIMARY_AET,
         controller_aet=CONTROLLER_AET,
     )
-    catalog = None
     try:
         primary.start()
         stored = primary.load(archive.paths)
         say(f"primary Orthanc {PRIMARY_AET} started and loaded with {stored} instances")
         config_path = write_config(folder, primary.node_table())
-        settings = config_mod.load(config_path)
-        catalog = Catalog.open(settings.controller.catalog_url)
-        ctx = Context(settings=settings, catalog=catalog, trigger="demo")
-        init_repository(ctx, "local")
-        say("restic repository created")
-        backup = run_backup(ctx, "primary")
-        if backup.state != "succeeded":
-            raise JobFailed(f"the demo backup ended {backup.state}: {backup.reason}")
-        say(f"backup: snapshot {backup.snapshot_id[:8]}, {backup.studies} studies")
-        say("drill: restoring into a sandbox and verifying over DICOM ...")
-        report = run_drill(ctx, DrillOptions(sandbox=True, on_progress=on_progress))
+        backup, report = _backup_and_drill(config_path, say, on_progress)
     finally:
         primary.stop()
-        if catalog is not None:
-            catalog.close()
     return DemoResult(
         folder,
         config_path,
@@ -188,3 +175,22 @@ def run_demo(
         report,
         time.monotonic() - started,
     )
+
+
+def _backup_and_drill(config_path: Path, say: Callable[[str], None], on_progress):
+    """Repository, backup and sandbox drill with the demo's configuration; returns
+    (backup result, drill report)."""
+    settings = config_mod.load(config_path)
+    catalog = Catalog.open(settings.controller.catalog_url)
+    try:
+        ctx = Context(settings=settings, catalog=catalog, trigger="demo")
+        init_repository(ctx, "local")
+        say("restic repository created")
+        backup = run_backup(ctx, "primary")
+        if backup.state != "succeeded":
+            raise JobFailed(f"the demo backup ended {backup.state}: {backup.reason}")
+        say(f"backup: snapshot {(backup.snapshot_id or '-')[:8]}, {backup.studies} studies")
+        say("drill: restoring into a sandbox and verifying over DICOM ...")
+        return backup, run_drill(ctx, DrillOptions(sandbox=True, on_progress=on_progress))
+    finally:
+        catalog.close()

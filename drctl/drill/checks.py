@@ -219,62 +219,48 @@ def file_layer(
     hash_keys: frozenset[tuple[str, str]],
 ) -> LayerResult:
     """Stat every stored file of ``instances`` under ``storage_dir`` (exists, recorded
-    size) and hash the sampled ones (all with ``hash_all``) against the recorded MD5."""
+    size) and hash the sampled ones (all with ``hash_all``) against the recorded MD5:
+    ``instance_missing`` / ``instance_corrupt`` per study."""
     result = LayerResult("files")
-    missing: list[InstanceProblem] = []
-    corrupt: list[InstanceProblem] = []
+    problems: dict[str, list[InstanceProblem]] = {INSTANCE_MISSING: [], INSTANCE_CORRUPT: []}
     checked: dict[str, int] = defaultdict(int)
     hashed = hashed_bytes = 0
     for instance in instances:
         result.checked += 1
         checked[instance.study_uid] += 1
-        path = storage_dir / instance.path
-        try:
-            size = os.stat(path).st_size
-        except OSError as exc:
-            what = (
-                "stored file missing"
-                if isinstance(exc, FileNotFoundError)
-                else (f"stored file unreadable: {exc.strerror}")
-            )
-            missing.append(InstanceProblem(instance.study_uid, instance.sop_uid, what))
-            continue
-        if size != instance.size:
-            corrupt.append(
-                InstanceProblem(
-                    instance.study_uid,
-                    instance.sop_uid,
-                    f"stored file has {size} bytes, {instance.size} recorded",
-                )
-            )
-            continue
-        if not (hash_all or (instance.sop_uid, instance.path) in hash_keys) or not instance.md5:
-            continue
-        hashed, hashed_bytes = hashed + 1, hashed_bytes + size
-        try:
-            digest = _md5(path)
-        except OSError as exc:
-            missing.append(
-                InstanceProblem(
-                    instance.study_uid, instance.sop_uid, f"stored file unreadable: {exc.strerror}"
-                )
-            )
-            continue
-        if digest != instance.md5:
-            corrupt.append(
-                InstanceProblem(
-                    instance.study_uid,
-                    instance.sop_uid,
-                    "stored file's MD5 differs from the recorded one",
-                )
-            )
-    bad = {p.study_uid for p in missing + corrupt}
+        hash_it = hash_all or (instance.sop_uid, instance.path) in hash_keys
+        kind, what, size = _check_file(storage_dir / instance.path, instance, hash_it)
+        if size is not None and hash_it and instance.md5:
+            hashed, hashed_bytes = hashed + 1, hashed_bytes + size
+        if kind:
+            problems[kind].append(InstanceProblem(instance.study_uid, instance.sop_uid, what))
+    bad = {p.study_uid for found in problems.values() for p in found}
     result.proven = {uid for uid in checked if uid not in bad}
-    result.findings = per_study(
-        INSTANCE_MISSING, missing, layer="files", checked=checked
-    ) + per_study(INSTANCE_CORRUPT, corrupt, layer="files", checked=checked)
+    for kind, found in problems.items():
+        result.findings += per_study(kind, found, layer="files", checked=checked)
     result.extra = {"hashed": hashed, "bytes_hashed": hashed_bytes}
     return result
+
+
+def _check_file(path: Path, instance: InstanceLike, hash_it: bool) -> tuple[str, str, int | None]:
+    """(finding kind or "", what is wrong, size when the size was right) of one file."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return INSTANCE_MISSING, "stored file missing", None
+    except OSError as exc:
+        return INSTANCE_MISSING, f"stored file unreadable: {exc.strerror}", None
+    if size != instance.size:
+        return INSTANCE_CORRUPT, f"stored file has {size} bytes, {instance.size} recorded", None
+    if not (hash_it and instance.md5):
+        return "", "", size
+    try:
+        digest = _md5(path)
+    except OSError as exc:
+        return INSTANCE_MISSING, f"stored file unreadable: {exc.strerror}", size
+    if digest != instance.md5:
+        return INSTANCE_CORRUPT, "stored file's MD5 differs from the recorded one", size
+    return "", "", size
 
 
 def _md5(path: Path) -> str:
