@@ -29,12 +29,18 @@ def main(argv: list[str]) -> int:
     from drctl import execute
 
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"{stamp} drctl ended while the node was stopped; running its start command",
-          file=sys.stderr, flush=True)
+    print(
+        f"{stamp} drctl ended while the node was stopped; running its start command",
+        file=sys.stderr,
+        flush=True,
+    )
     result = execute.run(command, timeout=600)
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} start command exited {result.returncode}"
-          + (f": {result.stderr_text[-500:]}" if result.returncode else ""),
-          file=sys.stderr, flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')} start command exited {result.returncode}"
+        + (f": {result.stderr_text[-500:]}" if result.returncode else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     return result.returncode
 
 
