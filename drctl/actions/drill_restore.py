@@ -78,35 +78,32 @@ def _restore(state: DrillState, detail: dict) -> None:
         state.node = pacs_node(ctx.settings, state.primary).sandbox(options)
     else:
         state.node = pacs_node(ctx.settings, state.target).standby_restore(options)
-    includes: list[str] = []
-    if plan_.scope == "partial":
+    paths: list[str] = []
+    index_bytes = 0
+    if plan_.scope == "partial":  # a sandbox: the index first, to learn every file to restore
+        index_bytes = _install_index(state)
         chosen = state.instances_of(plan_.sampled_studies)
-        includes = ["/" + i.path for i in chosen]
-        state.restored_bytes = sum(i.size for i in chosen)
+        paths = state.node.restore_paths([i.path for i in chosen])
+        expected = sum(i.size for i in chosen)
     else:
-        state.restored_bytes = state.snapshot.total_bytes or 0
+        expected = state.snapshot.total_bytes or 0
     started = time.monotonic()
-    if includes or plan_.scope == "full":
+    if paths or plan_.scope == "full":
         state.restic.restore(
             state.snapshot.snapshot_id,
             state.node.restore_dir,
-            includes=includes,
-            watch=_growth(state.node.restore_dir, state.restored_bytes, state),
+            includes=["/" + p for p in paths],
+            watch=_growth(state.node.restore_dir, expected, state),
         )
     state.restore_s = time.monotonic() - started
-    kind = state.copy.kind
-    suffix = "sqlite" if kind == "sqlite" else "dump"
-    index_file = state.node.index_download(kind)
-    state.restic.dump_to(
-        state.copy.record_id, "/" + record_filename("index", state.primary, suffix), index_file
-    )
-    index_bytes = index_file.stat().st_size
-    state.node.install()
+    state.restored_bytes = _size(state.node.restore_dir, paths) if paths else expected
+    if plan_.scope == "full":
+        index_bytes = _install_index(state)
     detail.update(
         {
             "scope": plan_.scope,
             "bytes": state.restored_bytes,
-            "files_included": len(includes) if includes else None,
+            "files_included": len(paths) or None,
             "restic_s": round(state.restore_s, 3),
             "index_bytes": index_bytes,
             "throughput_bps": round(state.restored_bytes / state.restore_s)
@@ -114,6 +111,30 @@ def _restore(state: DrillState, detail: dict) -> None:
             else None,
         }
     )
+
+
+def _install_index(state: DrillState) -> int:
+    """Download the paired index copy and install it; returns its size."""
+    kind = state.copy.kind
+    suffix = "sqlite" if kind == "sqlite" else "dump"
+    index_file = state.node.index_download(kind)
+    state.restic.dump_to(
+        state.copy.record_id, "/" + record_filename("index", state.primary, suffix), index_file
+    )
+    size = index_file.stat().st_size
+    state.node.install()
+    return size
+
+
+def _size(folder: Path, paths: list[str]) -> int:
+    """Bytes restored at ``paths`` under ``folder`` (a missing file counts nothing)."""
+    total = 0
+    for path in paths:
+        try:
+            total += os.stat(folder / path).st_size
+        except OSError:
+            continue
+    return total
 
 
 def _growth(folder: Path, total: int, state: DrillState) -> Callable[[], bool]:

@@ -9,6 +9,8 @@ The life of a restored node, driven by the drill::
         restic restore ... --target target.restore_dir
         restic dump <index record> > target.index_download(kind)
         target.install()                  # index in place (standby: stop, swap)
+        # (a partial drill, sandbox only, installs the index first and restores just
+        #  target.restore_paths(<the sampled instances' files>))
         target.start()                    # seconds until the node answered C-ECHO
         ... verify over DICOM and on target.storage_dir ...
     finally:
@@ -64,6 +66,12 @@ class RestoredNode(Protocol):
 
     def index_download(self, kind: str) -> Path:
         """Where the index copy record (``kind`` sqlite | postgresql) is to be written."""
+        ...
+
+    def restore_paths(self, paths: list[str]) -> list[str]:
+        """Every storage path to restore so that the instances stored at ``paths`` (their
+        DICOM files, relative to the storage area) work: ``paths`` plus the PACS's other
+        attachments of the same instances. Needs the index installed."""
         ...
 
     def install(self) -> None:

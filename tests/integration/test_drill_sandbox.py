@@ -190,3 +190,18 @@ def test_postgresql_standby_is_swapped_by_database_name(pg_primary: BackedUp) ->
         node.stop()
         for name in databases(database):
             drop_database(name)
+
+
+def test_compressed_storage_drills_in_full_and_partially(tmp_path) -> None:
+    """With StorageCompression, stored files are Orthanc's zlib format and each instance
+    has a second attachment (dicom-until-pixel-data) that the manifest does not list but
+    instance-level C-FIND needs: a partial drill must restore it too."""
+    with backed_up_primary(tmp_path, studies=8, series=2, instances=1, compression=True) as b:
+        full = b.drill(scope="full", verify_all=True)
+        partial = b.drill(scope="partial", sample_studies=3)
+    assert full.verdict == "passed", full.findings
+    assert full.layers["served"]["received"] == 16
+    assert partial.verdict == "passed", partial.findings
+    # 6 DICOM files, and the second attachment of those that have pixel data
+    assert 6 < partial.phases["restore"]["files_included"] <= 12
+    assert partial.layers["instances"]["studies_proven"] == 3

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +34,7 @@ from drctl.errors import DrctlError, JobFailed, NodeUnreachable, UsageError
 from drctl.indexdb import sqlite_index
 from drctl.indexdb.postgres_index import PgTarget
 from drctl.net import free_port, port_open
+from drctl.pacs.orthanc.inventory import storage_path
 from drctl.pacs.orthanc.nodeconfig import OrthancSpec, PostgresIndexSpec
 from drctl.pacs.orthanc.process import OrthancProcess, launch
 from drctl.pacs.restored import RestoreOptions
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 SANDBOX_AET = "DRCTL_SANDBOX"
 OWNER_FILE = "drctl-sandbox.json"
 LAUNCH_ATTEMPTS = 3
+PATH_BATCH = 500
 
 # Keys that keep a sandbox from talking to anyone but drctl (Orthanc 1.10 names).
 FENCE = {
@@ -156,6 +159,39 @@ class OrthancSandbox:
             self._pg.with_database(self.database), self.options.postgres_password, download
         )
         download.unlink()
+
+    def restore_paths(self, paths: list[str]) -> list[str]:
+        """``paths`` (DICOM attachments) plus the other attachments of the same instances
+        in the installed index: with StorageCompression, Orthanc also keeps a
+        "dicom-until-pixel-data" attachment it reads for instance-level C-FIND."""
+        wanted = sorted({Path(p).name for p in paths})
+        found: set[str] = set()
+        for start in range(0, len(wanted), PATH_BATCH):
+            found.update(self._sibling_attachments(wanted[start : start + PATH_BATCH]))
+        return sorted(set(paths) | {storage_path(u) for u in found})
+
+    def _sibling_attachments(self, uuids: list[str]) -> list[str]:
+        sql = (
+            "SELECT b.uuid FROM AttachedFiles a JOIN AttachedFiles b ON b.id = a.id "
+            "WHERE a.uuid IN ({})"
+        )
+        if self.kind == "sqlite":
+            with contextlib.closing(
+                sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True)
+            ) as conn:
+                marks = ",".join("?" * len(uuids))
+                return [row[0] for row in conn.execute(sql.format(marks), uuids)]
+        from drctl.indexdb import postgres_index
+
+        assert self._pg is not None and self.database
+        conn = postgres_index.connect(
+            self._pg, self.options.postgres_password, database=self.database
+        )
+        try:
+            marks = ",".join(["%s"] * len(uuids))
+            return [row[0] for row in conn.execute(sql.format(marks), uuids)]
+        finally:
+            conn.close()
 
     def spec(self, dicom_port: int, http_port: int) -> OrthancSpec:
         """The sandbox's Orthanc configuration on the given ports."""

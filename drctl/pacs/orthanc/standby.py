@@ -106,6 +106,10 @@ class OrthancStandbyRestore:
         live = self._pg.database
         return live, f"{live}_drctl_new", f"{live}_drctl_old"
 
+    def restore_paths(self, paths: list[str]) -> list[str]:
+        """A standby is always restored in full; nothing to add."""
+        return list(paths)
+
     # --- install -------------------------------------------------------------------------
 
     def install(self) -> None:
