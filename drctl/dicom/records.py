@@ -6,17 +6,26 @@ record or raise :class:`DicomMalformed` when a value cannot be decoded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from drctl.errors import DicomMalformed
 
 UID_SEPARATOR = "\\"
+# Values read straight from the undecoded bytes (a bulk C-FIND parses thousands of
+# identifiers; pydicom's full conversion was most of drctl's own time per study):
+# printable ASCII in these VRs decodes the same in every character set.
+_RAW_VRS = frozenset({"AE", "CS", "DA", "IS", "LO", "SH", "UI"})
+_PLAIN_ASCII = re.compile(rb"[\x20-\x7e]*\x00?")
+_DIGITS = re.compile(r"[0-9]+")
+_SLOW = object()  # not plain: pydicom converts the value
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,30 @@ def _decoding(what: str) -> Iterator[None]:
         raise DicomMalformed(f"{what} identifier: {exc}") from exc
 
 
+def _raw_text(ds: Dataset, keyword: str) -> str | None | object:
+    """The text of an undecoded plain-ASCII element as pydicom would give it, padding
+    removed (None when absent or empty); ``_SLOW`` for anything else."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return _SLOW
+    elem = ds._dict.get(tag)  # noqa: SLF001 - the raw element, without converting it
+    if elem is None:
+        return None
+    if not isinstance(elem, RawDataElement) or not isinstance(elem.value, bytes):
+        return _SLOW
+    try:
+        vr = elem.VR or dictionary_VR(tag)
+    except KeyError:
+        return _SLOW
+    if vr not in _RAW_VRS or not _PLAIN_ASCII.fullmatch(elem.value):
+        return _SLOW
+    return elem.value.decode("ascii").rstrip("\0 ").strip() or None
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
+    fast = _raw_text(ds, keyword)
+    if fast is None or (fast is not _SLOW and UID_SEPARATOR not in fast):  # type: ignore[operator]
+        return fast  # type: ignore[return-value]
     value = ds.get(keyword)
     if value is None or value == "":
         return None
@@ -200,6 +232,12 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
 
 def texts(ds: Dataset | None, keyword: str) -> tuple[str, ...]:
     """The non-empty text values of ``keyword`` in ``ds`` (none when absent)."""
+    fast = _raw_text(ds, keyword) if ds is not None else None
+    if fast is None:
+        return ()
+    if fast is not _SLOW:
+        parts = (part.rstrip("\0 ").strip() for part in fast.split(UID_SEPARATOR))  # type: ignore[attr-defined]
+        return tuple(part for part in parts if part)
     value = ds.get(keyword) if ds is not None else None
     if value is None or value == "":
         return ()
@@ -213,6 +251,11 @@ def _joined(ds: Dataset, keyword: str) -> str | None:
 
 
 def _integer(ds: Dataset, keyword: str) -> int | None:
+    fast = _raw_text(ds, keyword)
+    if fast is None:
+        return None
+    if fast is not _SLOW and _DIGITS.fullmatch(fast):  # type: ignore[arg-type]
+        return int(fast)  # type: ignore[arg-type]
     value = ds.get(keyword)
     if value is None or value == "":
         return None
