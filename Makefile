@@ -15,7 +15,7 @@ demo: bootstrap
 test: bootstrap
 	$(VENV)/bin/ruff check drctl tests
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: bootstrap
 	$(VENV)/bin/ruff check drctl tests

@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     ValidationError,
     field_validator,
 )
@@ -224,7 +225,7 @@ class Repository(_Model):
     prune_max_share: float = Field(0.2, gt=0, le=1)
     check_read_subset: str = "1/28"
     cacert: Path | None = None
-    insecure_tls: bool = False
+    insecure_tls: StrictBool = False
     # the agent whose daemon runs this repository's check and prune jobs (default: the
     # agent of the first primary node that uses it)
     agent: str | None = None
@@ -335,7 +336,7 @@ class Drill(_Model):
     sandbox_postgres: str | None = None
     sandbox_postgres_password: Secret | None = None
     sandbox_http_port: int | None = Field(None, ge=1, le=65535)
-    verify_all: bool = False
+    verify_all: StrictBool = False
     # the agent whose daemon runs scheduled drills (default: the standby's agent for a
     # standby drill, else the agent of the first primary)
     agent: str | None = None
@@ -347,7 +348,7 @@ class Email(_Model):
     to: list[str] = Field(min_length=1)
     username: str | None = None
     password: Secret | None = None
-    starttls: bool = True
+    starttls: StrictBool = True
 
 
 class Metrics(_Model):
@@ -364,7 +365,7 @@ class Notify(_Model):
 
 
 class Reports(_Model):
-    redact_uids: bool = False
+    redact_uids: StrictBool = False
     dir: Path | None = None
 
 
