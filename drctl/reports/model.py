@@ -13,7 +13,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-UID_PATTERN = re.compile(r"\b[0-2](?:\.\d+){3,}\b")
+# A DICOM UID: a root 0, 1 or 2, then at least two more numeric components without
+# leading zeros (2.25.<uuid as a number> has only three), 9 characters or more; not part of
+# a longer dotted number (so 127.0.0.1 and version numbers like 1.10.1 stay).
+UID_PATTERN = re.compile(
+    r"(?<!\w)(?<!\d\.)(?=[\d.]{9,})[0-2](?:\.(?:0|[1-9]\d*)){2,}(?!\w)(?!\.\d)"
+)
 REDACTED = "[UID redacted]"
 
 # Which evidence of HIPAA 164.308(a)(7) (contingency plan) each report section is.

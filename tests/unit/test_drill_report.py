@@ -143,6 +143,28 @@ def test_redaction_removes_every_uid_from_json_and_html(tmp_path: Path) -> None:
     assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("1 of 4 instances: 2.25.344863593266052759364743726927197207410 (MD5 differs)", "1 of 4"),
+        ("class 1.2.840.10008.5.1.4.1.1.7 refused.", "refused."),
+        ("study 1.2.3.4.5, then", "then"),
+    ],
+)
+def test_redaction_catches_every_uid_form(text: str, kept: str) -> None:
+    from drctl.reports.model import UID_PATTERN, redact_text
+
+    hidden = redact_text(text)
+    assert not UID_PATTERN.search(hidden) and REDACTED in hidden and kept in hidden
+
+
+def test_redaction_leaves_addresses_versions_and_durations() -> None:
+    from drctl.reports.model import redact_text
+
+    text = "SANDBOX@dicom://127.0.0.1:4242 answered (Orthanc 1.10.1) in 0.334s"
+    assert redact_text(text) == text
+
+
 def test_partial_reports_say_the_rto_is_projected() -> None:
     page = html.render_html(
         report(
