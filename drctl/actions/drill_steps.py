@@ -280,7 +280,28 @@ def verify(state: DrillState) -> None:
         detail["layers"] = {
             name: round(layer.duration_s, 3) for name, layer in state.layers.items()
         }
+        _still_answering(state)
     state.verified_after = state.clock.elapsed()
+
+
+def _still_answering(state: DrillState) -> None:
+    """When a check could not complete, ask whether the node still answers C-ECHO: a
+    node that stopped answering during the drill is ``standby_unreachable``."""
+    if not any(f.kind == VERIFICATION_INCOMPLETE for f in state.findings):
+        return
+    try:
+        state.node.dicom_client().echo(state.node.peer())
+    except DrctlError as exc:
+        what = "the sandbox" if state.target == "sandbox" else f"standby {state.target}"
+        state.clock.fail("verify")
+        state.findings.append(
+            Finding(
+                STANDBY_UNREACHABLE,
+                None,
+                f"{what} stopped answering during verification: {describe(exc)}",
+                "verify",
+            )
+        )
 
 
 def _keep(state: DrillState, layer: checks.LayerResult) -> None:
