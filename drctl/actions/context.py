@@ -25,11 +25,20 @@ class Context:
     console: Any = None  # a rich Console on stderr for progress bars
     # callables run before each job step when the scheduler holds a lease (fencing)
     fence: Any = None
+    # the agent this process acts as (`drctl scheduler run --agent NAME`); None: this host
+    agent: str | None = None
     extras: dict = field(default_factory=dict)
 
     @property
     def site(self) -> str:
         return self.settings.controller.site
+
+    @property
+    def acting_agent(self) -> str:
+        """The agent whose nodes this process may touch."""
+        from drctl.config import local_agent
+
+        return self.agent or local_agent()
 
     def restic(self, repository: str) -> Restic:
         """The restic runner of a configured repository (UsageError when unknown)."""

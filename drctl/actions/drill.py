@@ -34,7 +34,6 @@ from drctl.actions import drill_record, drill_steps
 from drctl.actions.context import Context
 from drctl.actions.snapshots import resolve_snapshot
 from drctl.catalog.models import IndexCopy, Snapshot
-from drctl.config import local_agent
 from drctl.errors import Interrupted, SnapshotNotFound, UnavailableError, UsageError
 from drctl.reports.model import DrillReport
 
@@ -171,10 +170,10 @@ def resolve_target(ctx: Context, options: DrillOptions, primary: str) -> str:
     node = ctx.node(name)
     if node.role != "standby":
         raise UsageError(f"node {name} is not a standby (role = {node.role!r})")
-    if node.agent != local_agent():
+    if node.agent != ctx.acting_agent:
         raise UsageError(
             f"standby {name} belongs to agent {node.agent}; run the drill there "
-            f"(this host is agent {local_agent()})"
+            f"(this process acts as agent {ctx.acting_agent})"
         )
     return name
 

@@ -224,6 +224,7 @@ class JobRunner:
             catalog=term.catalog,
             trigger="scheduler",
             fence=lambda: self.fence(spec, name, token),
+            agent=spec.agent,
         )
         with term.catalog.session() as s:
             before = s.scalar(select(func.max(Run.id))) or 0

@@ -65,12 +65,7 @@ def test_restored_node_killed_mid_drill_fails_the_drill(backed: BackedUp, tmp_pa
     assert not snapshots[-1]["verified"]
     assert not any((backed.root / "sandbox").iterdir())  # cleaned up all the same
     kinds = {f["kind"] for f in result["findings"]}
-    if "standby_unreachable" not in kinds:
-        pytest.xfail(
-            "drctl/actions/drill_steps.py verify(): a node that dies after it started is "
-            f"reported as {sorted(kinds)}, not standby_unreachable (reported to the drill's "
-            "owner)"
-        )
+    assert "standby_unreachable" in kinds, sorted(kinds)
 
 
 def test_drill_check_queues_behind_a_running_backup(backed: BackedUp, tmp_path):

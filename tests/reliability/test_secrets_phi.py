@@ -481,12 +481,6 @@ def check_exposed_secret_file_and_config_warn_and_doctor_fails(site: Site):
     assert not json.loads(after.stdout)["warnings"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drctl/reports/model.py UID_PATTERN needs 4+ components: 2.25.<uuid> UIDs "
-    "(common, and the sample archive's) escape reports.redact_uids (reported to the "
-    "reports' owner)",
-)
 def test_redaction_catches_uuid_derived_uids():
     from drctl.reports.model import redact_text
 
