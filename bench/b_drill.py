@@ -59,6 +59,7 @@ class RawRestore:
         }
         self.snapshot, self.record = snapshot, record
         self.root = fx.root
+        self.split: list[tuple[float, float, float]] = []  # restore, dump, start to echo
         self._restic(["snapshots", "--no-lock"], capture=True)  # a warm cache, as drctl's
 
     def _restic(self, args: list[str], *, capture: bool = False, out=None) -> None:
@@ -92,11 +93,13 @@ class RawRestore:
         try:
             started = time.perf_counter()
             self._restic(["restore", self.snapshot, "--target", str(storage)])
+            restored = time.perf_counter()
             with open(index / "index", "wb") as out:
                 self._restic(
                     ["dump", self.record, "/" + record_filename("index", "primary", "sqlite")],
                     out=out,
                 )
+            dumped = time.perf_counter()
             orthanc = subprocess.Popen(
                 ["Orthanc", "--no-jobs", str(folder / "orthanc.json")],
                 env={**os.environ, "TCP_NODELAY": "1"},
@@ -111,7 +114,9 @@ class RawRestore:
                     timeout=10,
                 )
                 if echo.returncode == 0:
-                    return time.perf_counter() - started
+                    now = time.perf_counter()
+                    self.split.append((restored - started, dumped - restored, now - dumped))
+                    return now - started
                 if orthanc.poll() is not None or time.perf_counter() - started > START_TIMEOUT_S:
                     raise RuntimeError("the restored Orthanc did not answer C-ECHO")
                 time.sleep(ECHO_POLL_S)
@@ -161,6 +166,15 @@ def run_b4(fx: Fixtures) -> list[Row]:
         f"drctl restore {fmt_s(median(restore))} + start {fmt_s(median(start))}; "
         f"whole drill {fmt_s(median([_total(d) for d in docs]))} (check and "
         "verify phases included)"
+    )
+    restic_s = [float(d["phases"]["restore"].get("restic_s") or 0) for d in docs]
+    row.notes.append(
+        f"drctl restore phase: restic restore {fmt_s(median(restic_s))}, the rest (sandbox "
+        f"folder, restic dump of the index copy, SQLite integrity check, rename) "
+        f"{fmt_s(median([r - x for r, x in zip(restore, restic_s, strict=False)]))}; "
+        f"by hand: restic restore {fmt_s(median([x[0] for x in raw.split]))}, restic dump "
+        f"{fmt_s(median([x[1] for x in raw.split]))}, Orthanc to first C-ECHO "
+        f"{fmt_s(median([x[2] for x in raw.split]))}"
     )
     verify = [d["phases"]["verify"] for d in docs]
     row.extra.update(

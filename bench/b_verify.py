@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from bench.fixtures import Fixtures, peer_of
 from bench.harness import (
     Pairs,
     Row,
+    children_cpu,
     fmt_s,
     interleaved,
     median,
@@ -84,12 +86,19 @@ def run_b1(fx: Fixtures) -> list[Row]:
                 _findscu(node, "-k", f"StudyInstanceUID={uid}")
         return elapsed() / len(sample)
 
+    cpu: dict[str, list[float]] = {"drctl": [], "findscu": []}
+
     def drctl_total(_rep: int) -> float:
-        return _drctl_check(node, entries)
+        started = time.process_time()
+        elapsed = _drctl_check(node, entries)
+        cpu["drctl"].append(time.process_time() - started)
+        return elapsed
 
     def findscu_wildcard(_rep: int) -> float:
+        started = children_cpu()
         with stopwatch() as elapsed:
             _findscu(node, "-k", "StudyInstanceUID")
+        cpu["findscu"].append(children_cpu() - started)
         return elapsed()
 
     naive = interleaved(drctl_per_study, findscu_per_study, s.reps_slow)
@@ -126,6 +135,11 @@ def run_b1(fx: Fixtures) -> list[Row]:
         floor.ratio <= 2,
         data=data,
         samples={"drctl s": floor.a, "findscu wildcard s": floor.b},
+    )
+    b1b.notes.append(
+        f"CPU per run: drctl {fmt_s(median(cpu['drctl']))} (all its threads: pynetdicom's "
+        f"reader thread decodes every response PDU and command set, the requesting thread "
+        f"every identifier), findscu {fmt_s(median(cpu['findscu']))}"
     )
     b1.extra.update({"per_study_s": median(naive.a), "findscu_per_study_s": median(naive.b)})
     if not b1b.met:
@@ -184,14 +198,19 @@ def run_b7(fx: Fixtures) -> list[Row]:
     sample = _served_sample(node, archive, s.served_sample)
     uids = "\\".join(i.sop_uid for i in sample)
 
+    cpu: dict[str, list[float]] = {"drctl": [], "getscu": []}
+
     def drctl_served(_rep: int) -> float:
         client = DicomClient(CALLING, timeout=60)
+        started = time.process_time()
         with stopwatch() as elapsed:
             result = served_layer(client, peer_of(node), sample)
+        cpu["drctl"].append(time.process_time() - started)
         assert not result.findings and result.extra["received"] == len(sample), result.findings
         return elapsed() / len(sample)
 
     def getscu(_rep: int) -> float:
+        started = children_cpu()
         with tempfile.TemporaryDirectory(dir=fx.root) as out, stopwatch() as elapsed:
             argv = [
                 "getscu",
@@ -211,6 +230,7 @@ def run_b7(fx: Fixtures) -> list[Row]:
             ]
             result = execute.run(argv, env=NODELAY, timeout=300)
             received = len(os.listdir(out))
+        cpu["getscu"].append(children_cpu() - started)
         if result.returncode != 0 or received != len(sample):
             raise RuntimeError(
                 f"getscu received {received} of {len(sample)}: {result.stderr_text[-500:]}"
@@ -238,6 +258,11 @@ def run_b7(fx: Fixtures) -> list[Row]:
     row.notes.append(
         f"drctl: one association, one C-GET per series ({series}), each "
         "instance's digest compared with the manifest's"
+    )
+    row.notes.append(
+        f"CPU per instance: drctl {fmt_s(median(cpu['drctl']) / len(sample))} (pynetdicom: "
+        f"C-GET request, C-STORE sub-operation and response encoded and decoded through "
+        f"pydicom, plus the digest), getscu {fmt_s(median(cpu['getscu']) / len(sample))}"
     )
     if not row.met:
         client = DicomClient(CALLING, timeout=60)

@@ -14,6 +14,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,12 @@ def stopwatch() -> Any:
     end: list[float] = []
     yield lambda: (end[0] if end else time.perf_counter()) - started
     end.append(time.perf_counter())
+
+
+def children_cpu() -> float:
+    """CPU seconds of every child process waited for so far (their children included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
