@@ -21,6 +21,7 @@ from bench.fixtures import Fixtures
 from bench.harness import Row, fmt_s, interleaved, median
 from drctl import execute
 from drctl.catalog.models import IndexCopy, Snapshot
+from drctl.indexdb import sqlite_index
 from drctl.net import free_port
 from drctl.pacs.orthanc.nodeconfig import OrthancSpec, write
 from drctl.verify.records import record_filename
@@ -61,6 +62,16 @@ class RawRestore:
         self.root = fx.root
         self.split: list[tuple[float, float, float]] = []  # restore, dump, start to echo
         self._restic(["snapshots", "--no-lock"], capture=True)  # a warm cache, as drctl's
+        probe = self.root / "b4-index-probe"
+        with open(probe, "wb") as out:
+            self._restic(
+                ["dump", record, "/" + record_filename("index", "primary", "sqlite")], out=out
+            )
+        started = time.perf_counter()
+        sqlite_index.check_integrity(probe)  # what drctl does before installing a copy
+        self.integrity_check_s = time.perf_counter() - started
+        self.index_bytes = probe.stat().st_size
+        probe.unlink()
 
     def _restic(self, args: list[str], *, capture: bool = False, out=None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
@@ -174,7 +185,8 @@ def run_b4(fx: Fixtures) -> list[Row]:
         f"{fmt_s(median([r - x for r, x in zip(restore, restic_s, strict=False)]))}; "
         f"by hand: restic restore {fmt_s(median([x[0] for x in raw.split]))}, restic dump "
         f"{fmt_s(median([x[1] for x in raw.split]))}, Orthanc to first C-ECHO "
-        f"{fmt_s(median([x[2] for x in raw.split]))}"
+        f"{fmt_s(median([x[2] for x in raw.split]))}; drctl's SQLite integrity check of the "
+        f"{raw.index_bytes / 2**20:.0f} MiB index copy alone: {fmt_s(raw.integrity_check_s)}"
     )
     verify = [d["phases"]["verify"] for d in docs]
     row.extra.update(
