@@ -11,13 +11,13 @@ from sqlalchemy import select, update
 from drctl.actions.context import Context
 from drctl.actions.snapshots import resolve_snapshot
 from drctl.catalog import audit
-from drctl.catalog.models import Acknowledgement, Alarm, ManifestStudy, Snapshot, Vanished
+from drctl.catalog.models import Acknowledgement, Alarm, Snapshot, Vanished
 from drctl.catalog.runs import current_user
 from drctl.errors import UsageError
 from drctl.restic.argv import restic_host
 from drctl.verify import records
 from drctl.verify.manifest import StudyEntry
-from drctl.verify.manifest_store import studies_at
+from drctl.verify.manifest_store import snapshots_holding, studies_at
 
 
 def study_json(entry: StudyEntry) -> dict:
@@ -73,23 +73,12 @@ def diff_manifests(ctx: Context, old_ref: str, new_ref: str) -> ManifestDiff:
 
 def locate_study(ctx: Context, study_uid: str) -> list[dict]:
     """Every snapshot (not forgotten) that holds ``study_uid``, newest first."""
-    out = []
     with ctx.catalog.session() as s:
-        rows = list(s.scalars(select(ManifestStudy).where(ManifestStudy.site == ctx.site,
-                                                          ManifestStudy.study_uid == study_uid)))
-        for row in rows:
-            query = select(Snapshot).where(
-                Snapshot.site == ctx.site, Snapshot.node == row.node,
-                Snapshot.forgotten_at.is_(None), Snapshot.seq >= row.first_seq)
-            if row.end_seq is not None:
-                query = query.where(Snapshot.seq < row.end_seq)
-            snaps = s.scalars(query)
-            for snap in snaps:
-                out.append({"snapshot_id": snap.snapshot_id, "time": snap.time.isoformat(),
-                            "node": snap.node, "repository": snap.repository,
-                            "series": row.series, "instances": row.instances,
-                            "verified": snap.verified_at is not None})
-    return sorted(out, key=lambda r: r["time"], reverse=True)
+        found = snapshots_holding(s, ctx.site, study_uid)
+        return [{"snapshot_id": snap.snapshot_id, "time": snap.time.isoformat(),
+                 "node": snap.node, "repository": snap.repository, "series": row.series,
+                 "instances": row.instances, "verified": snap.verified_at is not None,
+                 "status": snap.status} for row, snap in found]
 
 
 def ack_vanished(ctx: Context, study_uids: list[str], reason: str) -> dict:

@@ -26,7 +26,7 @@ from drctl.catalog.models import ManifestStudy, Snapshot
 from drctl.errors import JobFailed, SnapshotNotFound, UsageError
 from drctl.pacs.base import pacs_node
 from drctl.verify.manifest import InstanceEntry
-from drctl.verify.manifest_store import instances_at
+from drctl.verify.manifest_store import instances_at, snapshots_holding
 from drctl.verify.phi import patient_hash
 
 log = logging.getLogger(__name__)
@@ -91,23 +91,8 @@ def snapshot_holding(ctx: Context, study_uid: str, *, at: datetime | None = None
 def _newest_holding(ctx: Context, study_uid: str, at: datetime | None,
                     statuses: tuple[str, ...] | None) -> Snapshot | None:
     with ctx.catalog.session() as s:
-        rows = list(s.scalars(select(ManifestStudy).where(ManifestStudy.site == ctx.site,
-                                                          ManifestStudy.study_uid == study_uid)))
-        best: Snapshot | None = None
-        for row in rows:
-            query = select(Snapshot).where(
-                Snapshot.site == ctx.site, Snapshot.node == row.node,
-                Snapshot.forgotten_at.is_(None), Snapshot.seq >= row.first_seq)
-            if row.end_seq is not None:
-                query = query.where(Snapshot.seq < row.end_seq)
-            if at is not None:
-                query = query.where(Snapshot.time <= at)
-            if statuses is not None:
-                query = query.where(Snapshot.status.in_(statuses))
-            snap = s.scalars(query.order_by(Snapshot.time.desc()).limit(1)).first()
-            if snap is not None and (best is None or snap.time > best.time):
-                best = snap
-    return best
+        found = snapshots_holding(s, ctx.site, study_uid, at=at, statuses=statuses)
+    return found[0][1] if found else None
 
 
 def studies_of_patient(ctx: Context, patient_id: str) -> list[str]:

@@ -45,8 +45,9 @@ def command(app, folder, studies):
         )
         for f in drill.findings:
             out.print(f"  [red]{f['kind']}[/] {f.get('study_uid') or ''} {f['detail']}")
-        out.print(f"report: {drill.report_path}")
-        out.print(f"config: {result.config} (try: drctl --config {result.config} drill list)")
+        out.print(f"report: {drill.report_path}", soft_wrap=True)
+        out.print(f"config: {result.config}", soft_wrap=True)
+        out.print(f"try: drctl --config {result.config} status", soft_wrap=True)
         out.print(f"demo took {format_duration(result.duration_s)}")
 
     app.emit(result.to_json(), render)

@@ -152,7 +152,7 @@ def run_cmd(
         for f in result.findings:
             colour = "yellow" if f["kind"] == "extra_study" else "red"
             out.print(f"  [{colour}]{f['kind']}[/] {f.get('study_uid') or ''} {f['detail']}")
-        out.print(f"  report: {result.report_path}")
+        out.print(f"  report: {result.report_path}", soft_wrap=True)
 
     app.emit(payload, render)
     return 0 if result.verdict == "passed" else 1
@@ -230,7 +230,7 @@ def show_cmd(app, drill_id):
         for f in doc["findings"]:
             out.print(f"  [red]{f['kind']}[/] {f['study_uid'] or ''} {f['detail']}")
         if doc.get("report"):
-            out.print(f"  report: {doc['report']}")
+            out.print(f"  report: {doc['report']}", soft_wrap=True)
 
     app.emit(doc, render)
     return 0

@@ -20,7 +20,8 @@ def recovery_kit(app, out):
     result = write_kit(app.context(), out)
     app.emit(result, lambda o: o.print(f"recovery kit written to {result['out']} "
                                         f"({len(result['files'])} files; "
-                                        f"{result['secrets_listed']} secrets to escrow)"))
+                                        f"{result['secrets_listed']} secrets to escrow)",
+                                        soft_wrap=True))
     return 0
 
 

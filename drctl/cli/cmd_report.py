@@ -68,7 +68,7 @@ def command(app, out, since):
     def render(console):
         colour = "green" if report.verdict["ok"] else "bold red"
         console.print(f"site {report.site}: [{colour}]{report.verdict['headline']}[/]")
-        console.print(f"report: {path}")
+        console.print(f"report: {path}", soft_wrap=True)
 
     app.emit(report.to_json(), render)
     return 0 if report.verdict["ok"] else 1

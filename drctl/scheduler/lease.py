@@ -18,7 +18,6 @@ COMMIT would otherwise hold the row lock, and the other daemons' compare-and-set
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from drctl.catalog.db import Catalog
 from drctl.catalog.models import Lease
 from drctl.errors import UnavailableError
+from drctl.execute import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -236,16 +236,6 @@ def read(catalog: Catalog, prefix: str) -> list[LeaseView]:
         ]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def acquire_single(
     catalog: Catalog, name: str, holder: str, ttl: float, info: dict, *, what: str
 ) -> int:
@@ -260,7 +250,7 @@ def acquire_single(
     if (
         view
         and held.get("host") == socket.gethostname()
-        and not _pid_alive(int(held.get("pid") or 0))
+        and not pid_alive(int(held.get("pid") or 0))
     ):
         log.warning(
             "%s: the daemon that held the lease (pid %s) is gone; taking over",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -141,3 +142,25 @@ def instances_at(session: Session, site: str, node: str, seq: int,
         out += [_instance(r) for r in session.scalars(
             query.where(ManifestInstance.study_uid.in_(batch)))]
     return out
+
+
+def snapshots_holding(session: Session, site: str, study_uid: str, *,
+                      at: datetime | None = None, statuses: tuple[str, ...] | None = None,
+                      ) -> list[tuple[ManifestStudy, Snapshot]]:
+    """Every snapshot (not forgotten; taken at or before ``at``; of ``statuses``) whose
+    manifest holds the study, with the manifest row describing it there, newest first."""
+    found = []
+    rows = list(session.scalars(select(ManifestStudy).where(
+        ManifestStudy.site == site, ManifestStudy.study_uid == study_uid)))
+    for row in rows:
+        query = select(Snapshot).where(
+            Snapshot.site == site, Snapshot.node == row.node, Snapshot.forgotten_at.is_(None),
+            Snapshot.seq >= row.first_seq)
+        if row.end_seq is not None:
+            query = query.where(Snapshot.seq < row.end_seq)
+        if at is not None:
+            query = query.where(Snapshot.time <= at)
+        if statuses is not None:
+            query = query.where(Snapshot.status.in_(statuses))
+        found += [(row, snap) for snap in session.scalars(query)]
+    return sorted(found, key=lambda pair: pair[1].time, reverse=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drctl.errors import DrctlError, JobFailed, NodeUnreachable, UsageError
+from drctl.execute import pid_alive
 from drctl.indexdb import sqlite_index
 from drctl.indexdb.postgres_index import PgTarget
 from drctl.net import free_port, port_open
@@ -304,18 +305,6 @@ def _drop_database(pg: PgTarget | None, password: str | None, database: str | No
         log.warning("temporary sandbox database %s not dropped: %s", database, exc)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale(root: Path, options: RestoreOptions) -> list[Path]:
     """Remove sandbox folders under ``root`` whose drill process is gone (killed before
     it could clean up): their Orthanc is killed, their temporary database dropped.
@@ -329,10 +318,10 @@ def reap_stale(root: Path, options: RestoreOptions) -> list[Path]:
             owner = json.loads(owner_file.read_text())
         except (OSError, ValueError):
             continue
-        if _alive(owner.get("pid")):
+        if pid_alive(owner.get("pid")):
             continue
         orthanc = owner.get("orthanc_pid")
-        if _alive(orthanc) and _is_orthanc(orthanc):
+        if pid_alive(orthanc) and _is_orthanc(orthanc):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(orthanc, 9)
         pg = PgTarget.parse(options.postgres) if options.postgres else None
