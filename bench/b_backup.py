@@ -157,6 +157,7 @@ def run_b2(fx: Fixtures) -> list[Row]:
             incremental.b.append(_timed(raw.backup))  # type: ignore[union-attr]
             incremental.a.append(_drctl_backup(env, docs_incr))  # type: ignore[arg-type]
     rows = _rows(fx, archive, first, incremental, docs_first, docs_incr, new_bytes, raws[-1])
+    _bounds(rows, docs_first, docs_incr, [r.cpu[0] for r in raws], raws[-1].cpu[1:], archive)
     rows[0].notes.append(gap_breakdown(docs_first, [r.split[0] for r in raws]))
     rows[1].notes.append(gap_breakdown(docs_incr, raws[-1].split[1:]))
     for row, docs, raw_cpu in (
@@ -271,6 +272,12 @@ def _rows(
         data=data,
         samples={"incremental s": work_incr, "first s": work_first},
     )
+    if not b3.met:
+        b3.extra["bound"] = (
+            "the parts of the manifest work that do not shrink with the change: the study "
+            "summaries read from the index (one set-based query over every study) and the "
+            "catalog transaction; on a tiny archive they are most of the first backup's work."
+        )
     b3.notes.append(
         "work = "
         + " + ".join(k.removesuffix("_s") for k in MANIFEST_PHASES)
@@ -298,9 +305,48 @@ def _rows(
             "phases_first": phases_first,
             "phases_incr": phases_incr,
             "restic_summary_first_s": restic_first[0] if restic_first else None,
+            "restic_summary_incr_s": median(
+                [float(x["total_duration"]) for x in raw.summaries[1:]]
+            ),
+            "pg_dump_s": median([x[0] for x in raw.split]),
         }
     )
     return [b2, b2i, b3]
+
+
+def _bounds(rows, docs_first, docs_incr, raw_cpu_first, raw_cpu_incr, archive) -> None:
+    """What bounds each missed B2 target, with this run's numbers."""
+    first, incr = rows[0], rows[1]
+    cores = os.cpu_count() or 1
+    gib = archive.bytes / 2**30
+    ph = _median_phases(docs_first)
+    cpu_first = median([d["cpu_s"] for d in docs_first])
+    if not first.met:
+        first.extra["bound"] = (
+            f"CPU. drctl reads every new byte once more than restic: MD5 against the index "
+            f"(Orthanc's checksum at reception) and the content digest for the drill, "
+            f"{ph.get('integrity_cpu_s', 0.0):.1f} CPU-s for {gib:.2f} GiB, run by two "
+            f"workers alongside restic's snapshot. All processes of a drctl backup used "
+            f"{cpu_first:.1f} CPU-s against the raw run's {median(raw_cpu_first):.1f}: on "
+            f"{cores} cores drctl cannot take less than {cpu_first / cores:.1f} s, nor the "
+            f"raw run less than {median(raw_cpu_first) / cores:.1f} s, so the first-backup "
+            "ratio on this machine is bound by about the ratio of CPU-seconds; with more "
+            "cores than restic uses, the pass runs beside it. Then fixed costs: three more "
+            "restic invocations than the raw run (index-copy record, manifest record, audit "
+            "anchor), each deriving the repository key (~0.5 CPU-s) and loading the "
+            "repository index, and drctl's process start-up (see the gap breakdown)."
+        )
+    if not incr.met:
+        incr.extra["bound"] = (
+            f"fixed costs against a {median([d['bytes_added'] for d in docs_incr]) / 2**20:.0f}"
+            f" MiB increment: the raw run is one pg_dump and one restic invocation "
+            f"({median(raw_cpu_incr):.1f} CPU-s); drctl adds three restic invocations (each "
+            "deriving the key and loading the repository index), pg_restore --list of the "
+            "dump, its own start-up and catalog transaction "
+            f"({median([d['cpu_s'] for d in docs_incr]):.1f} CPU-s in all). Its "
+            "manifest and integrity work on the 1% is small (B3). The gap is seconds, "
+            "not a share: at 1% of 50 TB (500 GB) the same seconds vanish in restic's hours."
+        )
 
 
 def _median_phases(docs: list[dict]) -> dict[str, float]:
@@ -315,6 +361,7 @@ def _phase_text(phases: dict[str, float]) -> str:
         "plan_s",
         "snapshot_s",
         "integrity_s",
+        "integrity_cpu_s",
         "modified_s",
         "manifest_record_s",
         "catalog_s",

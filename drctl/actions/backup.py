@@ -190,9 +190,16 @@ def _examined_meanwhile(rows: list, pacs: PacsNode, clock: _Clock) -> Iterator[F
     stop = threading.Event()
     chunks = [rows[i : i + INTEGRITY_CHUNK] for i in range(0, len(rows), INTEGRITY_CHUNK)]
 
+    cpu_lock = threading.Lock()
+
     def examine(chunk: list) -> NewInstances:
+        started = time.thread_time()
         unstopped = (row for row in chunk if not stop.is_set())
-        return examine_new(unstopped, pacs.read_stored, pacs.dicom_bytes)
+        try:
+            return examine_new(unstopped, pacs.read_stored, pacs.dicom_bytes)
+        finally:
+            with cpu_lock:
+                clock.add("integrity_cpu", time.thread_time() - started)
 
     def examine_all() -> NewInstances:
         with clock("integrity"), ThreadPoolExecutor(
