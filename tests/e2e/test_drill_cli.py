@@ -14,20 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.drctl_env import DRCTL
-from tests.support.drills import BackedUp, backed_up_primary, copy_env
+from tests.support.drills import DRILL_JSON_KEYS, BackedUp, backed_up_primary, copy_env
 
-CLI_KEYS = {
-    "drill_id",
-    "snapshot_id",
-    "standby",
-    "state",
-    "studies_expected",
-    "studies_verified",
-    "findings",
-    "rto_s",
-    "rpo_s",
-    "report",
-}
+CLI_KEYS = set(DRILL_JSON_KEYS)
 
 
 @pytest.fixture(scope="session")

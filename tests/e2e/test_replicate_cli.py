@@ -18,9 +18,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from drctl.catalog.models import Alarm, AuditEvent, Drill, Replication
+from drctl.catalog.models import Alarm, AuditEvent, Replication
 from drctl.sample import SampleArchive, generate, more
 from tests.support.drctl_env import DrctlEnv, make_env
+from tests.support.drills import record_standby_drill
 from tests.support.nodes import ManagedNode, managed_node
 from tests.support.postgres import create_database, drop_database
 
@@ -161,19 +162,7 @@ def test_status_reports_lag_ages_and_rpo_and_breaches_on_stale_images(site: Site
 
     # a standby drill replaced the standby's index: status says replication is needed
     ctx = site.env.context()
-    with ctx.catalog.session() as s:
-        s.add(
-            Drill(
-                site=ctx.site,
-                node="primary",
-                repository="local",
-                standby="standby",
-                snapshot_id=backup["snapshot_id"],
-                scope="partial",
-                verdict="passed",
-                started_at=datetime.now(UTC),
-            )
-        )
+    record_standby_drill(ctx, backup["snapshot_id"])
     drilled = _status(site, expect=1)
     assert any("restored a snapshot onto standby" in p for p in drilled["problems"]), drilled
 

@@ -19,6 +19,7 @@ from drctl.dicom import DicomClient, Peer
 from drctl.drill.checks import index_layer
 from drctl.verify.manifest import StudyEntry
 from tests.support.drills import (
+    DRILL_JSON_KEYS,
     BackedUp,
     backed_up_primary,
     chromium,
@@ -28,18 +29,7 @@ from tests.support.drills import (
 )
 
 STUDIES = 300
-CLI_KEYS = {
-    "drill_id",
-    "snapshot_id",
-    "standby",
-    "state",
-    "studies_expected",
-    "studies_verified",
-    "findings",
-    "rto_s",
-    "rpo_s",
-    "report",
-}
+CLI_KEYS = set(DRILL_JSON_KEYS)
 PASSED_GREEN = (0x1E, 0x7E, 0x34)
 
 

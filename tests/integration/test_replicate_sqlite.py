@@ -11,19 +11,19 @@ from __future__ import annotations
 import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from drctl.catalog.models import Drill, IndexCopy, Replication
+from drctl.catalog.models import IndexCopy, Replication
 from drctl.indexdb import sqlite_index
 from drctl.net import port_open
 from drctl.pacs.orthanc import ids
 from drctl.pacs.orthanc.inventory import SqliteInventory
 from drctl.sample import SampleArchive, generate, more
 from tests.support.drctl_env import DrctlEnv, make_env
+from tests.support.drills import record_standby_drill
 from tests.support.nodes import ManagedNode, managed_node
 from tests.support.replication import (
     Loader,
@@ -107,19 +107,7 @@ def test_standby_serves_the_replicated_studies(site: Site):
     assert len(_replications(site)) == 1
 
     # a drill restored a snapshot onto the standby: its index is no longer the replicated one
-    with ctx.catalog.session() as s:
-        s.add(
-            Drill(
-                site=ctx.site,
-                node="primary",
-                repository="local",
-                standby="standby",
-                snapshot_id=backup["snapshot_id"],
-                scope="partial",
-                verdict="passed",
-                started_at=datetime.now(UTC),
-            )
-        )
+    record_standby_drill(ctx, backup["snapshot_id"])
     after_drill = site.env.cli_json("replicate", "run")
     assert after_drill["state"] == "succeeded" and not after_drill["skipped"], after_drill
     assert cfind_study_uids(site.standby) == site.archive.study_uids

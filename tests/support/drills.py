@@ -14,15 +14,49 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drctl.actions.drill import DrillOptions, run_drill
+from drctl.catalog.models import Drill
 from drctl.pacs.orthanc import ids
 from drctl.reports.model import DrillReport
 from drctl.sample import SampleArchive, generate
 from tests.support.drctl_env import DrctlEnv, make_env
 from tests.support.nodes import ManagedNode, managed_node
 from tests.support.postgres import create_database, drop_database
+
+# the keys `drctl drill run/show --json` starts with, in cli.md's order
+DRILL_JSON_KEYS = (
+    "drill_id",
+    "snapshot_id",
+    "standby",
+    "state",
+    "studies_expected",
+    "studies_verified",
+    "findings",
+    "rto_s",
+    "rpo_s",
+    "report",
+)
+
+
+def record_standby_drill(ctx, snapshot_id: str, standby: str = "standby") -> None:
+    """A passed partial drill of ``snapshot_id`` onto ``standby``, as the catalog records
+    one: the standby's index is then the drill's, no longer the replicated one."""
+    with ctx.catalog.session() as s:
+        s.add(
+            Drill(
+                site=ctx.site,
+                node="primary",
+                repository="local",
+                standby=standby,
+                snapshot_id=snapshot_id,
+                scope="partial",
+                verdict="passed",
+                started_at=datetime.now(UTC),
+            )
+        )
 
 
 @dataclass

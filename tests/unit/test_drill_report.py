@@ -11,6 +11,7 @@ import pytest
 
 from drctl.reports import html
 from drctl.reports.model import HIPAA, REDACTED, DrillReport, redacted
+from tests.support.drills import DRILL_JSON_KEYS
 
 STUDY = "1.2.826.0.1.3680043.8.498.12345"
 SOP = "1.2.826.0.1.3680043.8.498.12345.7.1"
@@ -74,18 +75,7 @@ def report(**overrides) -> DrillReport:
 
 def test_json_starts_with_the_cli_shape() -> None:
     doc = report().to_json()
-    assert list(doc)[:10] == [
-        "drill_id",
-        "snapshot_id",
-        "standby",
-        "state",
-        "studies_expected",
-        "studies_verified",
-        "findings",
-        "rto_s",
-        "rpo_s",
-        "report",
-    ]
+    assert tuple(doc)[: len(DRILL_JSON_KEYS)] == DRILL_JSON_KEYS
     assert doc["state"] == "failed"
     assert doc["findings"][0]["study_uid"] == STUDY
     json.dumps(doc)  # serialisable as is
