@@ -20,12 +20,12 @@ from tests.support.drctl_env import DrctlEnv
 REAL_RESTIC = "/usr/bin/restic"
 REAL_PG_DUMP = "/usr/bin/pg_dump"
 
-# restic: FAULT_POINT=upload throttles the storage snapshot's upload and leaves the marker
-# (holding the real restic's PID) at its first progress line; FAULT_POINT=manifest holds
+# restic: FAULT_POINT=upload throttles the storage snapshot's upload, freezes the real restic
+# at its first progress line and leaves the marker (holding its PID); FAULT_POINT=manifest holds
 # the manifest record's ``backup --stdin`` before restic runs; FAULT_POINT=hold holds the
 # storage snapshot until FAULT_RELEASE exists.
 RESTIC_WRAPPER = f"""\
-import os, subprocess, sys, time
+import os, signal, subprocess, sys, time
 REAL = {REAL_RESTIC!r}
 args = sys.argv[1:]
 point, marker = os.environ.get("FAULT_POINT"), os.environ.get("FAULT_MARKER", "")
@@ -36,6 +36,9 @@ if point == "upload" and storage:
         sys.stdout.buffer.write(line)
         sys.stdout.flush()
         if b'"status"' in line and not os.path.exists(marker):
+            # frozen mid-run, its lock held and its snapshot not yet saved: the kill
+            # that follows cannot come too late, whatever is left to upload
+            os.kill(proc.pid, signal.SIGSTOP)
             with open(marker + ".tmp", "w") as fh:
                 fh.write(str(proc.pid))
             os.rename(marker + ".tmp", marker)
