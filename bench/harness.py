@@ -104,6 +104,33 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
+def ceiling_row(
+    bench_id: str,
+    what: str,
+    pairs: Pairs,
+    reference: str,
+    ceiling: float,
+    *,
+    per: str = "",
+    digits: int = 2,
+    **fields: Any,
+) -> Row:
+    """A row whose target is ``ratio <= ceiling``: drctl's median, the reference's median
+    and what the reference is, and the median of the paired ratios."""
+    ratio = pairs.ratio
+    return Row(
+        bench_id,
+        what,
+        f"{fmt_s(median(pairs.a))}{per}",
+        f"{fmt_s(median(pairs.b))}{per} ({reference})",
+        ratio,
+        f"{ratio:.{digits}f}x",
+        f"<= {ceiling:g}x",
+        ratio <= ceiling,
+        **fields,
+    )
+
+
 def fmt_s(seconds: float) -> str:
     if seconds != seconds:  # nan
         return "n/a"
