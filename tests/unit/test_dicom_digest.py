@@ -21,6 +21,7 @@ from pydicom.uid import (
 
 from drctl.dicom.digest import content_digest, file_digest
 from drctl.errors import DicomMalformed
+from tests.support.part10 import part10_bytes
 
 # Uncompressed little-endian files with sequences, private tags, pixel data, SR trees.
 FILES = [
@@ -41,25 +42,6 @@ def _load(name: str) -> Dataset:
     return dcmread(get_testdata_file(name))
 
 
-def _written(ds: Dataset, syntax: str, *, undefined_lengths: bool | None = None) -> bytes:
-    """``ds`` as a Part 10 file in ``syntax``; optionally every sequence and item with
-    undefined (True) or defined (False) length."""
-    ds = ds.copy()
-    ds.file_meta = ds.file_meta.copy() if hasattr(ds, "file_meta") else Dataset()
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.3")
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "1.2.3.4")
-    if undefined_lengths is not None:
-        for element in ds.iterall():
-            if element.VR == "SQ":
-                element.is_undefined_length = undefined_lengths
-                for item in element.value:
-                    item.is_undefined_length_sequence_item = undefined_lengths
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
 def _body(part10: bytes) -> bytes:
     """The dataset bytes after the File Meta (what a C-STORE request carries)."""
     meta_start = 132
@@ -72,8 +54,8 @@ def _body(part10: bytes) -> bytes:
 @pytest.mark.parametrize("name", FILES)
 def test_implicit_and_explicit_le_give_one_digest(name: str) -> None:
     ds = _load(name)
-    implicit = file_digest(_written(ds, ImplicitVRLittleEndian))
-    explicit = file_digest(_written(ds, ExplicitVRLittleEndian))
+    implicit = file_digest(part10_bytes(ds, ImplicitVRLittleEndian))
+    explicit = file_digest(part10_bytes(ds, ExplicitVRLittleEndian))
     assert implicit.transfer_syntax_uid == ImplicitVRLittleEndian
     assert explicit.transfer_syntax_uid == ExplicitVRLittleEndian
     assert implicit.digest == explicit.digest
@@ -85,20 +67,20 @@ def test_implicit_and_explicit_le_give_one_digest(name: str) -> None:
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
 def test_defined_and_undefined_length_sequences_give_one_digest(name: str, syntax: str) -> None:
     ds = _load(name)
-    defined = _written(ds, syntax, undefined_lengths=False)
-    undefined = _written(ds, syntax, undefined_lengths=True)
+    defined = part10_bytes(ds, syntax, undefined_lengths=False)
+    undefined = part10_bytes(ds, syntax, undefined_lengths=True)
     assert defined != undefined
     assert file_digest(defined).digest == file_digest(undefined).digest
 
 
 def test_content_digest_of_dataset_bytes_equals_file_digest() -> None:
-    part10 = _written(_load("CT_small.dcm"), ImplicitVRLittleEndian)
+    part10 = part10_bytes(_load("CT_small.dcm"), ImplicitVRLittleEndian)
     assert content_digest(_body(part10), ImplicitVRLittleEndian) == file_digest(part10).digest
 
 
 def test_file_digest_names_the_instance() -> None:
     ds = _load("MR_small_implicit.dcm")
-    found = file_digest(_written(ds, ImplicitVRLittleEndian))
+    found = file_digest(part10_bytes(ds, ImplicitVRLittleEndian))
     assert found.sop_instance_uid == ds.SOPInstanceUID
     assert found.sop_class_uid == ds.SOPClassUID
     assert len(found.digest) == 64
@@ -106,11 +88,11 @@ def test_file_digest_names_the_instance() -> None:
 
 def test_one_changed_pixel_byte_changes_the_digest() -> None:
     ds = _load("CT_small.dcm")
-    before = file_digest(_written(ds, ExplicitVRLittleEndian)).digest
+    before = file_digest(part10_bytes(ds, ExplicitVRLittleEndian)).digest
     pixels = bytearray(ds.PixelData)
     pixels[len(pixels) // 2] ^= 0x01
     ds.PixelData = bytes(pixels)
-    assert file_digest(_written(ds, ExplicitVRLittleEndian)).digest != before
+    assert file_digest(part10_bytes(ds, ExplicitVRLittleEndian)).digest != before
 
 
 @pytest.mark.parametrize(
@@ -125,28 +107,28 @@ def test_one_changed_pixel_byte_changes_the_digest() -> None:
 )
 def test_any_changed_value_changes_the_digest(change) -> None:
     ds = _load("CT_small.dcm")
-    before = file_digest(_written(ds, ImplicitVRLittleEndian)).digest
+    before = file_digest(part10_bytes(ds, ImplicitVRLittleEndian)).digest
     change(ds)
-    assert file_digest(_written(ds, ImplicitVRLittleEndian)).digest != before
+    assert file_digest(part10_bytes(ds, ImplicitVRLittleEndian)).digest != before
 
 
 def test_a_changed_value_inside_a_sequence_changes_the_digest() -> None:
     ds = _load("rtplan.dcm")
-    before = file_digest(_written(ds, ExplicitVRLittleEndian)).digest
+    before = file_digest(part10_bytes(ds, ExplicitVRLittleEndian)).digest
     ds.BeamSequence[0].BeamName = "Other beam"
-    assert file_digest(_written(ds, ExplicitVRLittleEndian)).digest != before
+    assert file_digest(part10_bytes(ds, ExplicitVRLittleEndian)).digest != before
 
 
 def test_group_lengths_and_trailing_padding_do_not_count() -> None:
     ds = _load("MR_small.dcm")
-    plain = file_digest(_written(ds, ExplicitVRLittleEndian)).digest
+    plain = file_digest(part10_bytes(ds, ExplicitVRLittleEndian)).digest
     ds.add_new(0x00080000, "UL", 1234)  # group length
     ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 16)  # data set trailing padding
-    assert file_digest(_written(ds, ExplicitVRLittleEndian)).digest == plain
+    assert file_digest(part10_bytes(ds, ExplicitVRLittleEndian)).digest == plain
 
 
 def test_deflated_dataset_digests_like_its_inflated_form() -> None:
-    part10 = _written(_load("CT_small.dcm"), ExplicitVRLittleEndian)
+    part10 = part10_bytes(_load("CT_small.dcm"), ExplicitVRLittleEndian)
     body = _body(part10)
     packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     deflated = packer.compress(body) + packer.flush()

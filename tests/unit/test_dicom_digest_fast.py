@@ -9,7 +9,6 @@ import hashlib
 import random
 import warnings
 from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 
 import pydicom.data
@@ -20,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from drctl.dicom import digest, digest_fast
 from drctl.sample import generate
+from tests.support.part10 import part10_bytes
 
 MUTATIONS = 2500
 # pydicom's bundled files (get_testdata_files would also try to download more)
@@ -60,18 +60,7 @@ def _written(name: str, syntax: str, undefined: bool | None) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = dcmread(get_testdata_file(name, download=False))
-    ds.file_meta.TransferSyntaxUID = syntax
-    ds.file_meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", "1.2.3")
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", "1.2.3.4")
-    if undefined is not None:
-        for element in ds.iterall():
-            if element.VR == "SQ":
-                element.is_undefined_length = undefined
-                for item in element.value:
-                    item.is_undefined_length_sequence_item = undefined
-    buffer = BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return part10_bytes(ds, syntax, undefined_lengths=undefined)
 
 
 @pytest.fixture(scope="module")
