@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
+
+# What Go (restic) and Python (OpenSSL, botocore) say when a peer's certificate is not
+# trusted, and what the admin should do about object storage that says it.
+UNTRUSTED_CERTIFICATE = re.compile(
+    r"x509: certificate|certificate signed by unknown authority|CERTIFICATE_VERIFY_FAILED|"
+    r"certificate verify failed|certificate is not valid for|doesn't contain any IP SANs",
+    re.I,
+)
+STORAGE_CACERT_HINT = (
+    "set repository.cacert to the CA that signed it (insecure_tls turns verification off: "
+    "anyone on the path could pose as the storage)"
+)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -154,7 +154,7 @@ def _backup(ctx, pacs: PacsNode, restic: Restic, repo_name: str, index_copy: str
         rec.commit(ctx, run, result, restic=restic, repo_name=repo_name, pacs=pacs,
                    stored=stored, snapshot=snapshot, summary=summary, previous=previous,
                    delta=delta, changes=changes, new_entries=new.entries, findings=findings,
-                   alarms=alarms, state=state, reason=reason, before=before)
+                   alarms=alarms, state=state, reason=reason, before=before, clock=clock)
 
 
 class _Clock:

@@ -4,7 +4,6 @@ alarms, findings). A crash before the transaction leaves the catalog as it was."
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -62,7 +61,9 @@ def manifest_document(ctx: Context, *, node: str, seq: int, repository: str, sna
 
 def commit(ctx: Context, run, result, *, restic, repo_name, pacs, stored, snapshot, summary,
            previous, delta, changes, new_entries, findings, alarms, state, reason,
-           before) -> None:
+           before, clock) -> None:
+    """Store the manifest record, then the catalog rows, each timed by ``clock`` (the
+    backup's phase clock: ``manifest_record_s``, ``catalog_s``)."""
     node = pacs.name
     with ctx.catalog.session() as s:
         seq = next_seq(s, ctx.site, node)
@@ -80,16 +81,14 @@ def commit(ctx: Context, run, result, *, restic, repo_name, pacs, stored, snapsh
                                  previous=previous, pair_time=pair_time, status=status,
                                  studies=studies)
     ctx.check_fence()
-    started = time.monotonic()
-    manifest_record = restic.backup_bytes(
-        records.encode(document), filename=records.record_filename("manifest", node),
-        host=restic_host(ctx.site, node),
-        tags=records.record_tags("manifest", site=ctx.site, node=node, seq=seq,
-                                 snapshot=snapshot.short_id))
+    with clock("manifest_record"):
+        manifest_record = restic.backup_bytes(
+            records.encode(document), filename=records.record_filename("manifest", node),
+            host=restic_host(ctx.site, node),
+            tags=records.record_tags("manifest", site=ctx.site, node=node, seq=seq,
+                                     snapshot=snapshot.short_id))
     now = datetime.now(UTC)
-    stored_at = time.monotonic()
-    result.phases["manifest_record_s"] = round(stored_at - started, 3)
-    with ctx.catalog.session() as s:
+    with clock("catalog"), ctx.catalog.session() as s:
         copy_row = add_copy_rows(s, ctx, stored, repository=repo_name, run_id=run.id,
                                  max_internal_id=delta.max_internal_id,
                                  studies=len(delta.studies),
@@ -118,7 +117,6 @@ def commit(ctx: Context, run, result, *, restic, repo_name, pacs, stored, snapsh
         ).order_by(Vanished.study_uid)))
         open_alarms = list(s.scalars(select(Alarm.detail).where(
             Alarm.site == ctx.site, Alarm.node == node, Alarm.closed_at.is_(None))))
-    result.phases["catalog_s"] = round(time.monotonic() - stored_at, 3)
     result.seq = seq
     result.studies = len(delta.studies)
     result.instances = sum(x.instances for x in delta.studies.values())

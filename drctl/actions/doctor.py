@@ -70,10 +70,10 @@ def _tool(argv: list[str]) -> tuple[str, str]:
 
 
 def _permissions(path: Path) -> tuple[str, str]:
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    if mode & stat.S_IRWXO:
-        return FAIL, f"{path} is accessible by other users (mode {mode:04o}); chmod o-rwx it"
-    return OK, f"{path} (mode {mode:04o})"
+    exposure = config_mod.file_exposure(path)
+    if exposure:
+        return FAIL, exposure
+    return OK, f"{path} (mode {stat.S_IMODE(os.stat(path).st_mode):04o})"
 
 
 def _secret(ref) -> tuple[str, str]:

@@ -34,12 +34,11 @@ from drctl.actions import drill_record, drill_steps
 from drctl.actions.context import Context
 from drctl.actions.snapshots import resolve_snapshot
 from drctl.catalog.models import IndexCopy, Snapshot
+from drctl.catalog.queries import GOOD_SNAPSHOTS
 from drctl.errors import Interrupted, SnapshotNotFound, UnavailableError, UsageError
 from drctl.reports.model import DrillReport
 
 log = logging.getLogger(__name__)
-
-GOOD_STATUSES = ("complete", "warning")
 
 
 @dataclass
@@ -192,7 +191,7 @@ def pick_snapshot(ctx: Context, node: str, ref: str | None) -> tuple[Snapshot, I
                     Snapshot.site == ctx.site,
                     Snapshot.node == node,
                     Snapshot.forgotten_at.is_(None),
-                    Snapshot.status.in_(GOOD_STATUSES),
+                    Snapshot.status.in_(GOOD_SNAPSHOTS),
                 )
                 .order_by(Snapshot.time.desc(), Snapshot.id.desc())
                 .limit(1)

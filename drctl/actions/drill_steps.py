@@ -67,6 +67,11 @@ class DrillState:
     versions: dict = field(default_factory=dict)
     target_info: dict = field(default_factory=dict)
 
+    @property
+    def target_label(self) -> str:
+        """What the drill restored onto, for messages: "the sandbox" or "standby NAME"."""
+        return "the sandbox" if self.target == "sandbox" else f"standby {self.target}"
+
     def progress(self, phase: str, done: int | None = None, total: int | None = None) -> None:
         if self.options.on_progress is not None:
             self.options.on_progress(phase, done, total)
@@ -219,7 +224,7 @@ def start(state: DrillState) -> bool:
         except DrctlError as exc:
             state.clock.fail("start")
             detail["error"] = describe(exc)
-            what = "the sandbox" if state.target == "sandbox" else f"standby {state.target}"
+            what = state.target_label
             state.findings.append(
                 Finding(
                     STANDBY_UNREACHABLE,
@@ -292,7 +297,7 @@ def _still_answering(state: DrillState) -> None:
     try:
         state.node.dicom_client().echo(state.node.peer())
     except DrctlError as exc:
-        what = "the sandbox" if state.target == "sandbox" else f"standby {state.target}"
+        what = state.target_label
         state.clock.fail("verify")
         state.findings.append(
             Finding(

@@ -28,6 +28,7 @@ from drctl.actions.replication_plan import (
     primary_position,
 )
 from drctl.catalog.models import IndexCopy, Replication, Run, Snapshot
+from drctl.catalog.queries import GOOD_SNAPSHOTS
 from drctl.config import format_duration
 from drctl.errors import DrctlError
 from drctl.indexdb import pg_replica
@@ -150,7 +151,7 @@ def _images(ctx: Context, st: StandbyStatus, now: datetime) -> int | None:
             .where(
                 Snapshot.site == ctx.site,
                 Snapshot.node == st.primary,
-                Snapshot.status.in_(("complete", "warning")),
+                Snapshot.status.in_(GOOD_SNAPSHOTS),
                 Snapshot.forgotten_at.is_(None),
             )
             .order_by(Snapshot.time.desc())

@@ -23,6 +23,7 @@ from sqlalchemy import select
 from drctl.actions.context import Context
 from drctl.actions.snapshots import resolve_snapshot
 from drctl.catalog.models import ManifestStudy, Snapshot
+from drctl.catalog.queries import GOOD_SNAPSHOTS
 from drctl.errors import JobFailed, SnapshotNotFound, UsageError
 from drctl.pacs.base import pacs_node
 from drctl.verify.manifest import InstanceEntry
@@ -65,34 +66,27 @@ class RestoreResult:
                 "studies": [s.to_json() for s in self.studies]}
 
 
-# A snapshot taken while a circuit breaker tripped (mass rewriting: ransomware) is
-# "suspect"; one restic could not read completely is "incomplete". Neither is a default
-# source for a restore: the newest good snapshot holding the study is.
-GOOD_STATUSES = ("complete", "warning")
-
-
 def snapshot_holding(ctx: Context, study_uid: str, *, at: datetime | None = None) -> Snapshot:
     """The newest good snapshot (at or before ``at``) whose manifest holds the study.
-    Raises SnapshotNotFound (naming a suspect snapshot that holds it, if any)."""
-    best = _newest_holding(ctx, study_uid, at, GOOD_STATUSES)
+    Raises SnapshotNotFound (naming a suspect snapshot that holds it, if any).
+
+    A snapshot taken while a circuit breaker tripped (mass rewriting: ransomware) is
+    "suspect"; one restic could not read completely is "incomplete". Neither is a default
+    source for a restore: the newest good snapshot holding the study is."""
+    with ctx.catalog.session() as s:
+        found = [snap for _, snap in snapshots_holding(s, ctx.site, study_uid, at=at)]
+    best = next((snap for snap in found if snap.status in GOOD_SNAPSHOTS), None)
     if best is not None:
         return best
-    other = _newest_holding(ctx, study_uid, at, None)
     when = f" at or before {at.isoformat()}" if at else ""
-    if other is not None:
+    if found:
+        other = found[0]
         raise SnapshotNotFound(
             f"no good snapshot{when} holds study {study_uid}; snapshot {other.short_id} "
             f"holds it but is {other.status}",
             hint=f"restore from it only knowingly, with --snapshot {other.short_id}")
     raise SnapshotNotFound(f"no snapshot{when} holds study {study_uid}",
                            hint="see `drctl studies locate`")
-
-
-def _newest_holding(ctx: Context, study_uid: str, at: datetime | None,
-                    statuses: tuple[str, ...] | None) -> Snapshot | None:
-    with ctx.catalog.session() as s:
-        found = snapshots_holding(s, ctx.site, study_uid, at=at, statuses=statuses)
-    return found[0][1] if found else None
 
 
 def studies_of_patient(ctx: Context, patient_id: str) -> list[str]:

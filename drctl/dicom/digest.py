@@ -35,7 +35,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from io import BytesIO
 
-from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.filereader import data_element_generator, read_dataset, read_preamble
 from pydicom.uid import (
@@ -48,7 +47,6 @@ from pydicom.uid import (
 from drctl.dicom import digest_fast
 from drctl.errors import DicomMalformed
 
-_ITEM_TAG = b"\xfe\xff\x00\xe0"  # (FFFE,E000) in little endian
 _SKIPPED_TAGS = frozenset({0x00080001, 0xFFFCFFFC})
 _TAG = struct.Struct(">I")
 _LENGTH = struct.Struct(">Q")
@@ -228,7 +226,7 @@ def _sequence_items(element: _Element) -> list[list[_Element]] | None:
         implicit = element.is_implicit_VR
     elif vr is None or vr == "UN":
         # PS3.5 6.2.2: a sequence encoded as UN is implicit VR little endian inside.
-        if not _is_sequence(int(element.tag), value):
+        if not digest_fast.is_sequence(int(element.tag), value):
             return None
         implicit = True
     else:
@@ -254,13 +252,6 @@ def _raw_items(value: bytes, implicit: bool) -> list[list[_Element]]:
         else:
             items.append(_elements(BytesIO(fp.read(length)), implicit))
     return items
-
-
-def _is_sequence(tag: int, value: bytes) -> bool:
-    try:
-        return dictionary_VR(tag) == "SQ"
-    except KeyError:
-        return value[:4] == _ITEM_TAG
 
 
 def _raw_value(element: _Element) -> bytes:

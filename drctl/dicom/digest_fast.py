@@ -13,6 +13,7 @@ with the reference implementation, so a digest never depends on which path compu
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Callable
@@ -33,7 +34,6 @@ _SEQUENCE_END_BYTES = b"\xfe\xff\xdd\xe0"
 _SKIPPED_TAGS = frozenset({0x00080001, 0xFFFCFFFC})
 _UID_TAGS = frozenset({0x00080016, 0x00080018})
 _VALUE, _SEQUENCE, _ITEM_MARK, _END = b"V", b"S", b"I", b"E"
-_SQ_BY_DICTIONARY: dict[int, bool | None] = {}  # tag -> SQ?, None: not in the dictionary
 _VRS = {str(vr.value).encode(): str(vr.value) for vr in VR if len(str(vr.value)) == 2}
 _LONG_VRS = frozenset(str(vr.value) for vr in EXPLICIT_VR_LENGTH_32)
 _PLAIN_UID = re.compile(rb"[0-9.]+\x00?")
@@ -48,18 +48,17 @@ class Unusual(Exception):
 def is_sequence(tag: int, value: bytes | memoryview) -> bool:
     """Whether a defined-length element without a usable VR (implicit VR, or UN) holds a
     sequence: the dictionary says SQ, or (unknown tag) its value starts with an item."""
-    known = _SQ_BY_DICTIONARY.get(tag, False) if tag in _SQ_BY_DICTIONARY else _lookup(tag)
+    known = _sq_by_dictionary(tag)
     return bytes(value[:4]) == _ITEM_BYTES if known is None else known
 
 
-def _lookup(tag: int) -> bool | None:
+@functools.lru_cache(maxsize=65536)
+def _sq_by_dictionary(tag: int) -> bool | None:
+    """Whether the dictionary gives ``tag`` VR SQ; None when the tag is not in it."""
     try:
-        known: bool | None = dictionary_VR(tag) == "SQ"
+        return dictionary_VR(tag) == "SQ"
     except KeyError:
-        known = None
-    if len(_SQ_BY_DICTIONARY) < 65536:
-        _SQ_BY_DICTIONARY[tag] = known
-    return known
+        return None
 
 
 def dataset_digest(data: bytes, implicit: bool, update: Callable, uids: dict) -> None:

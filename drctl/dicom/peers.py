@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import tempfile
@@ -29,11 +30,16 @@ class TlsSettings:
     key_data: str | None = field(default=None, repr=False)
 
     def context(self) -> ssl.SSLContext:
-        """Return a client-side ``ssl.SSLContext`` built from these settings.
+        """Return a client-side ``ssl.SSLContext`` built from these settings, once (every
+        association of these settings shares it).
 
         Raises :class:`UsageError` when a certificate or key file cannot be loaded (the
         message names the file, never the password).
         """
+        return self._context
+
+    @functools.cached_property
+    def _context(self) -> ssl.SSLContext:
         try:
             ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:

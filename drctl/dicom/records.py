@@ -232,13 +232,15 @@ def _required_uid(ds: Dataset, keyword: str) -> str:
 
 def texts(ds: Dataset | None, keyword: str) -> tuple[str, ...]:
     """The non-empty text values of ``keyword`` in ``ds`` (none when absent)."""
-    fast = _raw_text(ds, keyword) if ds is not None else None
+    if ds is None:
+        return ()
+    fast = _raw_text(ds, keyword)
     if fast is None:
         return ()
     if fast is not _SLOW:
         parts = (part.rstrip("\0 ").strip() for part in fast.split(UID_SEPARATOR))  # type: ignore[attr-defined]
         return tuple(part for part in parts if part)
-    value = ds.get(keyword) if ds is not None else None
+    value = ds.get(keyword)
     if value is None or value == "":
         return ()
     values = value if isinstance(value, MultiValue | list) else [value]

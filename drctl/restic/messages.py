@@ -22,6 +22,7 @@ from drctl.errors import (
     SourceUnreadable,
     WrongPassword,
 )
+from drctl.net import STORAGE_CACERT_HINT, UNTRUSTED_CERTIFICATE
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -237,15 +238,7 @@ _UNREACHABLE = re.compile(
 )
 
 
-_UNTRUSTED = re.compile(
-    r"x509: certificate|certificate signed by unknown authority|CERTIFICATE_VERIFY_FAILED|"
-    r"certificate verify failed|certificate is not valid for|doesn't contain any IP SANs",
-    re.I,
-)
-UNTRUSTED_HINT = (
-    "set repository.cacert to the CA that signed it (insecure_tls turns verification off: "
-    "anyone on the path could pose as the storage); drctl did not change anything"
-)
+UNTRUSTED_HINT = STORAGE_CACERT_HINT + "; drctl did not change anything"
 
 
 def classify(
@@ -285,7 +278,7 @@ def classify(
         )
     if "config file already exists" in text:
         return RepositoryExists(f"{where} already exists", repository=repository)
-    if _UNTRUSTED.search(text):
+    if UNTRUSTED_CERTIFICATE.search(text):
         return BackendUnreachable(
             f"{where}: the storage's TLS certificate is not trusted ({_short(text)})",
             repository=repository,

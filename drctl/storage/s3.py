@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from drctl.errors import BackendUnreachable, UsageError
+from drctl.net import STORAGE_CACERT_HINT, UNTRUSTED_CERTIFICATE
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,11 @@ class S3Bucket:
         except ClientError:
             raise
         except BotoCoreError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+            if UNTRUSTED_CERTIFICATE.search(str(exc)):
                 raise BackendUnreachable(
                     f"object storage {self.location.endpoint_url}: its TLS certificate is not "
                     f"trusted ({what}): {exc}",
-                    hint="set repository.cacert to the CA that signed it (insecure_tls turns "
-                         "verification off: anyone on the path could pose as the storage)",
+                    hint=STORAGE_CACERT_HINT,
                 ) from None
             raise BackendUnreachable(
                 f"object storage {self.location.endpoint_url} unreachable while {what}: {exc}",

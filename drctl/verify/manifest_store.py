@@ -148,19 +148,19 @@ def snapshots_holding(session: Session, site: str, study_uid: str, *,
                       at: datetime | None = None, statuses: tuple[str, ...] | None = None,
                       ) -> list[tuple[ManifestStudy, Snapshot]]:
     """Every snapshot (not forgotten; taken at or before ``at``; of ``statuses``) whose
-    manifest holds the study, with the manifest row describing it there, newest first."""
-    found = []
-    rows = list(session.scalars(select(ManifestStudy).where(
-        ManifestStudy.site == site, ManifestStudy.study_uid == study_uid)))
-    for row in rows:
-        query = select(Snapshot).where(
-            Snapshot.site == site, Snapshot.node == row.node, Snapshot.forgotten_at.is_(None),
-            Snapshot.seq >= row.first_seq)
-        if row.end_seq is not None:
-            query = query.where(Snapshot.seq < row.end_seq)
-        if at is not None:
-            query = query.where(Snapshot.time <= at)
-        if statuses is not None:
-            query = query.where(Snapshot.status.in_(statuses))
-        found += [(row, snap) for snap in session.scalars(query)]
-    return sorted(found, key=lambda pair: pair[1].time, reverse=True)
+    manifest holds the study, with the manifest row describing it there, newest first.
+    One query: a manifest row holds the study from ``first_seq`` until ``end_seq``."""
+    query = (
+        select(ManifestStudy, Snapshot)
+        .join(Snapshot, and_(
+            Snapshot.site == ManifestStudy.site, Snapshot.node == ManifestStudy.node,
+            Snapshot.seq >= ManifestStudy.first_seq,
+            or_(ManifestStudy.end_seq.is_(None), Snapshot.seq < ManifestStudy.end_seq)))
+        .where(ManifestStudy.site == site, ManifestStudy.study_uid == study_uid,
+               Snapshot.forgotten_at.is_(None))
+        .order_by(Snapshot.time.desc(), Snapshot.id.desc()))
+    if at is not None:
+        query = query.where(Snapshot.time <= at)
+    if statuses is not None:
+        query = query.where(Snapshot.status.in_(statuses))
+    return [(row, snap) for row, snap in session.execute(query)]

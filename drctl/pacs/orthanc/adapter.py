@@ -54,6 +54,7 @@ class OrthancNode:
         self.name = name
         self.node = node
         self.controller = controller
+        self._peer = None
 
     # --- locations -----------------------------------------------------------------------
 
@@ -85,6 +86,13 @@ class OrthancNode:
                            timeout=timeout or self.controller.timeouts.dicom)
 
     def peer(self):
+        """The node as a DICOM peer; TLS key references are resolved on first use, once
+        per node object (a ``command:`` reference runs a process)."""
+        if self._peer is None:
+            self._peer = self._make_peer()
+        return self._peer
+
+    def _make_peer(self):
         from drctl.dicom.peers import Peer, TlsSettings
 
         tls = None

@@ -166,22 +166,27 @@ class OrthancSandbox:
         in the installed index: with StorageCompression, Orthanc also keeps a
         "dicom-until-pixel-data" attachment it reads for instance-level C-FIND."""
         wanted = sorted({Path(p).name for p in paths})
-        found: set[str] = set()
-        for start in range(0, len(wanted), PATH_BATCH):
-            found.update(self._sibling_attachments(wanted[start : start + PATH_BATCH]))
-        return sorted(set(paths) | {storage_path(u) for u in found})
-
-    def _sibling_attachments(self, uuids: list[str]) -> list[str]:
         sql = (
             "SELECT b.uuid FROM AttachedFiles a JOIN AttachedFiles b ON b.id = a.id "
             "WHERE a.uuid IN ({})"
         )
+        found: set[str] = set()
+        with self._index_connection() as (conn, mark):
+            for start in range(0, len(wanted), PATH_BATCH):
+                batch = wanted[start : start + PATH_BATCH]
+                found.update(row[0] for row in conn.execute(
+                    sql.format(",".join([mark] * len(batch))), batch))
+        return sorted(set(paths) | {storage_path(u) for u in found})
+
+    @contextlib.contextmanager
+    def _index_connection(self):
+        """One read connection to the installed index, with its parameter marker."""
         if self.kind == "sqlite":
             with contextlib.closing(
                 sqlite3.connect(f"file:{self.index_path}?mode=ro", uri=True)
             ) as conn:
-                marks = ",".join("?" * len(uuids))
-                return [row[0] for row in conn.execute(sql.format(marks), uuids)]
+                yield conn, "?"
+            return
         from drctl.indexdb import postgres_index
 
         assert self._pg is not None and self.database
@@ -189,8 +194,7 @@ class OrthancSandbox:
             self._pg, self.options.postgres_password, database=self.database
         )
         try:
-            marks = ",".join(["%s"] * len(uuids))
-            return [row[0] for row in conn.execute(sql.format(marks), uuids)]
+            yield conn, "%s"
         finally:
             conn.close()
 
