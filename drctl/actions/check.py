@@ -11,8 +11,6 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from drctl.actions.context import Context
 from drctl.catalog.models import Setting
 from drctl.errors import RepositoryDamaged
@@ -29,9 +27,15 @@ class CheckResult:
     waited_s: float = 0.0
 
     def to_json(self) -> dict:
-        return {"run_id": self.run_id, "repository": self.repository, "subset": self.subset,
-                "ok": self.ok, "duration_s": round(self.duration_s, 3), "error": self.error,
-                "state": "succeeded" if self.ok else "failed"}
+        return {
+            "run_id": self.run_id,
+            "repository": self.repository,
+            "subset": self.subset,
+            "ok": self.ok,
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+            "state": "succeeded" if self.ok else "failed",
+        }
 
 
 def next_subset(configured: str, last: int | None) -> tuple[str, int | None]:
@@ -69,20 +73,16 @@ def run_check(ctx: Context, repository: str, *, read_data_subset: str | None = N
             ok, error = False, str(exc)
             run.finish("failed", error)
         duration = time.monotonic() - start
-        run.details.update({"ok": ok, "duration_s": round(duration, 3),
-                            "waited_for_lock_s": round(restic.waited_for_lock_s, 3)})
+        run.details.update(
+            {
+                "ok": ok,
+                "duration_s": round(duration, 3),
+                "waited_for_lock_s": round(restic.waited_for_lock_s, 3),
+            }
+        )
         if position is not None:
             with ctx.catalog.session() as s:
                 s.merge(Setting(key=_setting_key(repository), value=str(position)))
-    return CheckResult(repository, read_data_subset, ok, duration, run.id, error,
-                       restic.waited_for_lock_s)
-
-
-def last_check(ctx: Context, repository: str):
-    """The newest check run of this site's ``repository`` (or None)."""
-    from drctl.catalog.models import Run
-
-    with ctx.catalog.session() as s:
-        return s.scalars(select(Run).where(Run.kind == "check", Run.site == ctx.site,
-                                           Run.repository == repository)
-                         .order_by(Run.id.desc()).limit(1)).first()
+    return CheckResult(
+        repository, read_data_subset, ok, duration, run.id, error, restic.waited_for_lock_s
+    )

@@ -52,6 +52,25 @@ def list_drills(ctx: Context, *, node: str | None = None, limit: int = 50) -> li
     return [_summary(r, counts.get(r.id, 0)) for r in rows]
 
 
+def _finding(f: Finding) -> dict:
+    return {"kind": f.kind, "study_uid": f.study_uid, "detail": f.detail}
+
+
+def drill_findings(ctx: Context, drill_ids: list[int]) -> dict[int, list[dict]]:
+    """The findings of each of ``drill_ids`` (as in ``show_drill``, in the same order), in
+    one query; a drill without findings is left out."""
+    found: dict[int, list[dict]] = {}
+    if not drill_ids:
+        return found
+    with ctx.catalog.session() as s:
+        rows = s.scalars(
+            select(Finding).where(Finding.drill_id.in_(drill_ids)).order_by(Finding.id)
+        )
+        for f in rows:
+            found.setdefault(f.drill_id, []).append(_finding(f))
+    return found
+
+
 def show_drill(ctx: Context, drill_id: int) -> dict:
     """One drill with its findings and phases (cli.md's drill document, from the
     catalog). UsageError when there is no such drill."""
@@ -65,9 +84,7 @@ def show_drill(ctx: Context, drill_id: int) -> dict:
     document = _summary(row, len(findings))
     report = (row.details or {}).get("report") or {}
     document.update({k: v for k, v in report.items() if k not in document})
-    document["findings"] = [
-        {"kind": f.kind, "study_uid": f.study_uid, "detail": f.detail} for f in findings
-    ]
+    document["findings"] = [_finding(f) for f in findings]
     document["phases"] = row.phases or {}
     if (row.details or {}).get("rebuilt"):
         document["rebuilt_from_repository"] = True

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from drctl.actions.context import Context
-from drctl.actions.drill_history import list_drills, show_drill
+from drctl.actions.drill_history import drill_findings, list_drills
 from drctl.actions.run_history import count_runs, list_runs, run_json
 from drctl.actions.snapshots import list_snapshots
 from drctl.actions.status import SiteStatus
@@ -20,6 +20,7 @@ from drctl.reports import site, site_html
 
 DRILLS_MAX = 200  # newest drills of the period shown with their findings
 RUNS_MAX = 30  # newest backup and check runs listed
+assert site.RUNS_SHOWN <= RUNS_MAX  # the evidence's newest runs are the lists' heads
 EVIDENCE_KINDS = sorted({kind for req in site.HIPAA_7 for kind in req.kinds})
 
 
@@ -39,12 +40,22 @@ def build_report(
         for d in list_drills(ctx, limit=DRILLS_MAX)
         if d["state"] != "running" and (since is None or _t(d["started_at"]) >= since)
     ]
+    findings = drill_findings(ctx, [d["drill_id"] for d in drills if d["findings"]])
     for d in drills:
-        d["findings"] = show_drill(ctx, d["drill_id"])["findings"] if d["findings"] else []
-    runs = {
-        kind: [run_json(r) for r in list_runs(ctx, kinds=(kind,), since=since, limit=8)]
-        for kind in EVIDENCE_KINDS
-    }
+        d["findings"] = findings.get(d["drill_id"], [])
+    checks = [run_json(r) for r in list_runs(ctx, kinds=("check",), since=since, limit=RUNS_MAX)]
+    backups = [run_json(r) for r in list_runs(ctx, kinds=("backup",), since=since, limit=RUNS_MAX)]
+    listed = {"check": checks, "backup": backups}
+
+    def newest(kind: str) -> list[dict]:
+        """The newest runs of ``kind`` the evidence shows (the head of a list above)."""
+        if kind in listed:
+            return listed[kind][: site.RUNS_SHOWN]
+        return [
+            run_json(r) for r in list_runs(ctx, kinds=(kind,), since=since, limit=site.RUNS_SHOWN)
+        ]
+
+    runs = {kind: newest(kind) for kind in EVIDENCE_KINDS}
     inputs = site.Inputs(
         site=ctx.site,
         now=now,
@@ -52,10 +63,8 @@ def build_report(
         status=status.to_json(),
         snapshots=[s.to_json() for s in list_snapshots(ctx, include_forgotten=True)],
         drills=drills,
-        checks=[run_json(r) for r in list_runs(ctx, kinds=("check",), since=since, limit=RUNS_MAX)],
-        backups=[
-            run_json(r) for r in list_runs(ctx, kinds=("backup",), since=since, limit=RUNS_MAX)
-        ],
+        checks=checks,
+        backups=backups,
         runs=runs,
         counts=count_runs(ctx, since=since),
         redact_uids=ctx.settings.reports.redact_uids,

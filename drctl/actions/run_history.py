@@ -13,28 +13,21 @@ from sqlalchemy import func, select
 from drctl.actions.context import Context
 from drctl.catalog.models import Run, Vanished
 from drctl.catalog.queries import newest_runs
-
-# the states a finished run can end in; "running" is not history yet
-FINISHED = ("succeeded", "warning", "failed", "interrupted")
+from drctl.catalog.runs import FINAL_STATES, run_outcome
 
 
 def run_json(run: Run, now: datetime | None = None) -> dict:
     """A run as a plain record (never its details: they may name studies)."""
-    ended = run.ended_at
     doc = {
         "run_id": run.id,
         "kind": run.kind,
         "node": run.node,
         "repository": run.repository,
-        "state": run.state,
-        "reason": run.reason,
-        "trigger": run.trigger,
-        "started_at": run.started_at.isoformat(),
-        "ended_at": ended.isoformat() if ended else None,
-        "duration_s": round((ended - run.started_at).total_seconds(), 3) if ended else None,
+        **run_outcome(run),
     }
     if now is not None:
-        doc["age_s"] = round(max(0.0, (now - (ended or run.started_at)).total_seconds()), 3)
+        last = run.ended_at or run.started_at
+        doc["age_s"] = round(max(0.0, (now - last).total_seconds()), 3)
     return doc
 
 
@@ -48,7 +41,7 @@ def list_runs(
     """Finished runs of this site (of ``kinds``, started at or after ``since``), newest
     first, at most ``limit``."""
     with ctx.catalog.session() as s:
-        query = select(Run).where(Run.site == ctx.site, Run.state.in_(FINISHED))
+        query = select(Run).where(Run.site == ctx.site, Run.state.in_(FINAL_STATES))
         if kinds:
             query = query.where(Run.kind.in_(kinds))
         if since is not None:
@@ -63,7 +56,7 @@ def count_runs(ctx: Context, *, since: datetime | None = None) -> dict[tuple[str
     """(kind, state) -> number of finished runs of this site since ``since``."""
     with ctx.catalog.session() as s:
         query = select(Run.kind, Run.state, func.count()).where(
-            Run.site == ctx.site, Run.state.in_(FINISHED)
+            Run.site == ctx.site, Run.state.in_(FINAL_STATES)
         )
         if since is not None:
             query = query.where(Run.started_at >= since)

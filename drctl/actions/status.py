@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from drctl.actions.alarms import open_alarms
-from drctl.actions.check import last_check
 from drctl.actions.context import Context
 from drctl.actions.drill_history import list_drills, show_drill
 from drctl.actions.replicate_status import replication_status
 from drctl.actions.run_history import latest_runs, run_json, unacknowledged_vanished
-from drctl.actions.snapshots import list_snapshots
+from drctl.actions.snapshots import _row, resolve_snapshot
 from drctl.catalog.queries import newest_good_snapshots
 from drctl.config import format_duration
-from drctl.errors import DrctlError
+from drctl.errors import DrctlError, SnapshotNotFound
 
 BREACH, PROBLEM = "breach", "problem"
 FAILED_STATES = ("failed", "interrupted")
@@ -116,7 +115,9 @@ def site_status(
     standbys are left out, and the targets are those the site's newest drill recorded."""
     now = now or datetime.now(UTC)
     st = SiteStatus(ctx.site, now, *_targets(ctx, catalog_only))
-    backups = {r.node: r for r in latest_runs(ctx, ("backup",))}
+    latest = latest_runs(ctx)  # the newest run of each (kind, node, repository), by id
+    backups = {r.node: r for r in latest if r.kind == "backup"}
+    checks = [r for r in latest if r.kind == "check"]
     with ctx.catalog.session() as s:
         images = newest_good_snapshots(s, ctx.site)
     vanished = unacknowledged_vanished(ctx)
@@ -124,7 +125,7 @@ def site_status(
     if catalog_only:
         primaries = sorted((set(backups) | set(images)) - {None})
         standbys: list[str] = []
-        repositories = sorted({r.repository for r in latest_runs(ctx, ("check",))} - {None})
+        repositories = sorted({r.repository for r in checks} - {None})
     else:
         primaries = list(ctx.settings.primaries())
         standbys = list(ctx.settings.standbys())
@@ -146,8 +147,8 @@ def site_status(
             f"{alarm['opened_at'][:16].replace('T', ' ')}: {alarm['detail']}",
         )
     for name in repositories:
-        st.repositories.append(_repository(ctx, st, name))
-    _other_runs(ctx, st)
+        st.repositories.append(_repository(st, name, _last_check(checks, name)))
+    _other_runs(st, latest)
     st.schedule = _schedule(st, schedule)
     st.sort()
     return st
@@ -168,8 +169,7 @@ def _targets(ctx: Context, recorded: bool) -> tuple[float, float]:
 def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, extra: dict) -> dict:
     """A primary's document; ``extra`` holds its open alarms and unacknowledged vanished
     studies."""
-    snaps = list_snapshots(ctx, node=name)
-    snap = snaps[-1].to_json() if snaps else None
+    snap = _newest_snapshot(ctx, name)
     if snap is not None:
         snap["age_s"] = _age(st.now, datetime.fromisoformat(snap["time"]))
     known = name in ctx.settings.node
@@ -202,6 +202,14 @@ def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, ext
             "(drctl studies ack-vanished)",
         )
     return doc
+
+
+def _newest_snapshot(ctx, name: str) -> dict | None:
+    """The newest snapshot of ``name`` that was not forgotten (by time, then id), or None."""
+    try:
+        return _row(resolve_snapshot(ctx, "latest", node=name)).to_json()
+    except SnapshotNotFound:
+        return None
 
 
 def _judge_backup(st: SiteStatus, name: str, backup, rpo: dict) -> None:
@@ -277,8 +285,12 @@ def _standby(ctx, st: SiteStatus, name: str) -> dict:
     return doc
 
 
-def _repository(ctx, st: SiteStatus, name: str) -> dict:
-    run = last_check(ctx, name)
+def _last_check(checks: list, repository: str):
+    """The newest check run of ``repository`` among the newest runs per target (or None)."""
+    return max((r for r in checks if r.repository == repository), key=lambda r: r.id, default=None)
+
+
+def _repository(st: SiteStatus, name: str, run) -> dict:
     doc = {"repository": name, "check": run_json(run, st.now) if run else None}
     if run is not None and run.state in FAILED_STATES:
         severity = BREACH if run.state == "failed" else PROBLEM
@@ -291,9 +303,9 @@ def _repository(ctx, st: SiteStatus, name: str) -> dict:
     return doc
 
 
-def _other_runs(ctx, st: SiteStatus) -> None:
+def _other_runs(st: SiteStatus, latest: list) -> None:
     """Restores, failovers, prunes, index copies ... whose newest run on a target failed."""
-    for run in latest_runs(ctx):
+    for run in latest:
         if run.kind in JUDGED_KINDS or run.state not in FAILED_STATES:
             continue
         target = run.node or run.repository or "the site"

@@ -16,6 +16,8 @@ from drctl.catalog.models import Replication, Run, Snapshot, UTCDateTime
 
 # snapshots a restore can use (a suspect or incomplete one is not restorable)
 GOOD_SNAPSHOTS = ("complete", "warning")
+# runs that did their job (a warning names something to look at, the job was still done)
+GOOD_RUN_STATES = ("succeeded", "warning")
 
 
 def newest_good_snapshots(session: Session, site: str) -> dict[str, datetime]:

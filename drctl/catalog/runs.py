@@ -38,6 +38,20 @@ log = logging.getLogger(__name__)
 FINAL_STATES = ("succeeded", "warning", "failed", "interrupted")
 
 
+def run_outcome(run: Run) -> dict:
+    """How a run went, the keys every run record shares (``drctl status``, the report and
+    ``drctl scheduler status``): state, reason, trigger, start, end and duration."""
+    ended = run.ended_at
+    return {
+        "state": run.state,
+        "reason": run.reason,
+        "trigger": run.trigger,
+        "started_at": run.started_at.isoformat(),
+        "ended_at": ended.isoformat() if ended else None,
+        "duration_s": round((ended - run.started_at).total_seconds(), 3) if ended else None,
+    }
+
+
 def command_line(kind: str) -> str:
     """What was run: drctl's own argv (it never holds a secret), or the run kind."""
     argv = sys.argv[1:] if sys.argv and os.path.basename(sys.argv[0]).startswith("drctl") else []
@@ -100,9 +114,18 @@ class _Heartbeat(threading.Thread):
 class start_run:  # noqa: N801 - used as a context manager, reads like a verb
     """Context manager that records a run from start to final state."""
 
-    def __init__(self, catalog: Catalog, kind: str, *, site: str, node: str | None = None,
-                 repository: str | None = None, trigger: str = "cli",
-                 heartbeat: float = 10.0, details: dict | None = None):
+    def __init__(
+        self,
+        catalog: Catalog,
+        kind: str,
+        *,
+        site: str,
+        node: str | None = None,
+        repository: str | None = None,
+        trigger: str = "cli",
+        heartbeat: float = 10.0,
+        details: dict | None = None,
+    ):
         self.catalog = catalog
         self.kind, self.site, self.node, self.repository = kind, site, node, repository
         self.trigger, self.heartbeat = trigger, heartbeat
@@ -113,10 +136,20 @@ class start_run:  # noqa: N801 - used as a context manager, reads like a verb
     def __enter__(self) -> RunHandle:
         now = datetime.now(UTC)
         with self.catalog.session() as s:
-            row = Run(kind=self.kind, site=self.site, node=self.node,
-                      repository=self.repository, state="running", started_at=now,
-                      heartbeat_at=now, host=socket.gethostname(), pid=os.getpid(),
-                      user=current_user(), trigger=self.trigger, details=self.initial)
+            row = Run(
+                kind=self.kind,
+                site=self.site,
+                node=self.node,
+                repository=self.repository,
+                state="running",
+                started_at=now,
+                heartbeat_at=now,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                user=current_user(),
+                trigger=self.trigger,
+                details=self.initial,
+            )
             s.add(row)
             s.flush()
             run_id = row.id
@@ -144,13 +177,18 @@ class start_run:  # noqa: N801 - used as a context manager, reads like a verb
                 s.execute(
                     update(Run)
                     .where(Run.id == handle.id)
-                    .values(state=handle.state, reason=handle.reason,
-                            ended_at=datetime.now(UTC), heartbeat_at=datetime.now(UTC),
-                            details=handle.details)
+                    .values(
+                        state=handle.state,
+                        reason=handle.reason,
+                        ended_at=datetime.now(UTC),
+                        heartbeat_at=datetime.now(UTC),
+                        details=handle.details,
+                    )
                 )
                 target = "/".join(x for x in (self.repository, self.node) if x) or None
-                audit.append(s, command_line(self.kind), target=target,
-                             result=handle.state, run_id=handle.id)
+                audit.append(
+                    s, command_line(self.kind), target=target, result=handle.state, run_id=handle.id
+                )
         except CatalogUnavailable:
             if exc is None:
                 raise
@@ -165,17 +203,23 @@ def reap_stale(catalog: Catalog, *, stale_after: float) -> list[int]:
     host = socket.gethostname()
     reaped = []
     with catalog.session() as s:
-        rows = s.execute(select(Run.id, Run.host, Run.pid, Run.heartbeat_at)
-                         .where(Run.state == "running")).all()
+        rows = s.execute(
+            select(Run.id, Run.host, Run.pid, Run.heartbeat_at).where(Run.state == "running")
+        ).all()
         for run_id, run_host, pid, beat in rows:
             silent = now - beat > timedelta(seconds=stale_after)
             dead_here = run_host == host and not pid_alive(pid)
             if silent or dead_here:
-                reason = ("its process is gone" if dead_here
-                          else f"no heartbeat for {int((now - beat).total_seconds())}s")
-                s.execute(update(Run).where(Run.id == run_id, Run.state == "running")
-                          .values(state="interrupted", ended_at=now,
-                                  reason=f"interrupted: {reason}"))
+                reason = (
+                    "its process is gone"
+                    if dead_here
+                    else f"no heartbeat for {int((now - beat).total_seconds())}s"
+                )
+                s.execute(
+                    update(Run)
+                    .where(Run.id == run_id, Run.state == "running")
+                    .values(state="interrupted", ended_at=now, reason=f"interrupted: {reason}")
+                )
                 reaped.append(run_id)
     for run_id in reaped:
         log.warning("run %d marked interrupted (its process stopped without finishing)", run_id)

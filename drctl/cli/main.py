@@ -41,8 +41,10 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx):
         folder = Path(__file__).parent
-        return sorted(p.stem[len(COMMAND_PREFIX):].replace("_", "-")
-                      for p in folder.glob(f"{COMMAND_PREFIX}*.py"))
+        return sorted(
+            p.stem[len(COMMAND_PREFIX) :].replace("_", "-")
+            for p in folder.glob(f"{COMMAND_PREFIX}*.py")
+        )
 
     def get_command(self, ctx, name):
         if name not in self.list_commands(ctx):
@@ -51,9 +53,15 @@ class LazyGroup(click.Group):
         return module.command
 
 
-@click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", metavar="PATH",
-              help="Config file (default: $DRCTL_CONFIG, ./drctl.toml, /etc/drctl/drctl.toml).")
+@click.group(
+    cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (default: $DRCTL_CONFIG, ./drctl.toml, /etc/drctl/drctl.toml).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
@@ -81,12 +89,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # third-party chatter stays quiet unless debugging
-    for noisy in ("pynetdicom", "botocore", "boto3", "urllib3", "alembic", "apscheduler"):
+    for noisy in ("botocore", "boto3", "urllib3", "alembic", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
     # pynetdicom logs a failed association at ERROR, with a traceback when TLS failed;
     # drctl reports the failure itself, once, as a typed error (the reason included)
-    if verbose < 3:
-        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+    logging.getLogger("pynetdicom").setLevel(logging.DEBUG if verbose >= 3 else logging.CRITICAL)
 
 
 def _raise_interrupted(signum, _frame):

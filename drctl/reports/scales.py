@@ -46,7 +46,6 @@ def short_bytes(n: float) -> str:
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" or n >= 100 else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} PiB"
 
 
 def short_count(n: float) -> str:

@@ -14,16 +14,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from drctl.catalog.queries import GOOD_RUN_STATES, GOOD_SNAPSHOTS
 from drctl.reports import model
 from drctl.reports.html import format_seconds
 from drctl.reports.model import REDACTED
 
-GOOD_SNAPSHOTS = ("complete", "warning")
-# model.UID_PATTERN wants four or more components and misses UUID-derived UIDs
-# (2.25.<decimal UUID>: three), a known gap of the drill report's redaction; the site
-# report catches those too.
+# UUID-derived UIDs (2.25.<decimal UUID>) that model.UID_PATTERN leaves alone: after
+# another dotted number (3.2.25.<n>), with a leading zero (2.25.0<n>) or before a
+# component with one (2.25.<n>.0<m>); the site report redacts those too.
 UUID_UID = re.compile(r"\b2\.25\.\d{6,}\b")
-GOOD_RUNS = ("succeeded", "warning")
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,7 @@ def _evidence(inputs: Inputs, targets: dict) -> list[dict]:
             if kind in req.kinds:
                 by_state[state] = by_state.get(state, 0) + n
         total = sum(by_state.values())
-        good = sum(by_state.get(s, 0) for s in GOOD_RUNS)
+        good = sum(by_state.get(s, 0) for s in GOOD_RUN_STATES)
         newest = sorted(
             (r for kind in req.kinds for r in inputs.runs.get(kind, [])),
             key=lambda r: r["run_id"],

@@ -153,8 +153,6 @@ def default_name(report: SiteReport) -> str:
     return f"site-{report.site}-{stamp.strftime('%Y%m%dT%H%M%SZ')}.html"
 
 
-def write(report: SiteReport, path) -> str:
-    """Write the page to ``path`` (atomically, mode 0640); returns its text."""
-    text = render(report)
-    write_atomic(path, text)
-    return text
+def write(report: SiteReport, path) -> None:
+    """Write the page to ``path`` (atomically, mode 0640)."""
+    write_atomic(path, render(report))

@@ -81,7 +81,7 @@ class Daemon:
         self._signals = 0
         self._reload_requested = False
         self._refused: AlreadyRunning | None = None
-        self._catalog_failing_since: float | None = None
+        self._catalog_failing = False
         self._catalog_warned = 0.0
 
     def settings(self) -> Settings:
@@ -207,10 +207,10 @@ class Daemon:
             if self._reload_requested:
                 self._reload()
             self._lease_tick()
-            self._catalog_failing_since = None
+            self._catalog_failing = False
         except CatalogUnavailable as exc:
             now = time.monotonic()
-            if self._catalog_failing_since is None or now - self._catalog_warned > 60:
+            if not self._catalog_failing or now - self._catalog_warned > 60:
                 log.warning(
                     "agent %s: catalog unavailable (%s); %s",
                     self.agent,
@@ -218,7 +218,7 @@ class Daemon:
                     "leading until the lease expires" if self.term else "not leading",
                 )
                 self._catalog_warned = now
-            self._catalog_failing_since = self._catalog_failing_since or now
+            self._catalog_failing = True
         except Exception as exc:
             log.error(
                 "agent %s: %s: %s",

@@ -13,17 +13,18 @@ from sqlalchemy.orm import Session
 
 from drctl.catalog.models import Drill, JobState, Run, Snapshot, UTCDateTime
 from drctl.catalog.queries import (  # noqa: F401 - shared with status and reports, re-exported
+    GOOD_RUN_STATES,
     GOOD_SNAPSHOTS,
     newest_good_snapshots,
     newest_replications,
 )
+from drctl.catalog.runs import run_outcome
 from drctl.config import Settings
 from drctl.scheduler.jobs import JobSpec, agents, jobs_for
 from drctl.scheduler.metrics import JobFacts, SiteFacts
 
 # job kinds whose runs name a repository rather than a node
 REPOSITORY_KINDS = ("check", "prune")
-GOOD_RUN_STATES = ("succeeded", "warning")
 
 
 def state_agent(site: str, agent: str) -> str:
@@ -43,18 +44,7 @@ def runs_of(site: str, spec: JobSpec):
 def run_json(run: Run | None) -> dict | None:
     if run is None:
         return None
-    duration = (run.ended_at - run.started_at).total_seconds() if run.ended_at else None
-    return {
-        "run_id": run.id,
-        "state": run.state,
-        "reason": run.reason,
-        "trigger": run.trigger,
-        "started_at": run.started_at.isoformat(),
-        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
-        "duration_s": round(duration, 3) if duration is not None else None,
-        "host": run.host,
-        "pid": run.pid,
-    }
+    return {"run_id": run.id, **run_outcome(run), "host": run.host, "pid": run.pid}
 
 
 @dataclass
