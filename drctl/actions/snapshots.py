@@ -39,7 +39,7 @@ class SnapshotRow:
                 **({} if self.in_repository is None else {"in_repository": self.in_repository})}
 
 
-def _row(s: Snapshot, present: bool | None = None) -> SnapshotRow:
+def snapshot_row(s: Snapshot, present: bool | None = None) -> SnapshotRow:
     return SnapshotRow(s.snapshot_id, s.short_id, s.time.isoformat(), s.node, s.repository,
                        s.studies, s.instances, s.total_bytes, s.bytes_added, s.status,
                        s.verified_at is not None, present,
@@ -62,11 +62,11 @@ def list_snapshots(ctx: Context, *, node: str | None = None, repository: str | N
             query = query.where(Snapshot.repository == repository)
         rows = list(s.scalars(query.order_by(Snapshot.time, Snapshot.id)))
     if not verify_repository:
-        return [_row(r) for r in rows]
+        return [snapshot_row(r) for r in rows]
     present: dict[str, set[str]] = {}
     for name in sorted({r.repository for r in rows}):
         present[name] = {snap.id for snap in ctx.restic(name).snapshots()}
-    return [_row(r, r.snapshot_id in present[r.repository]) for r in rows]
+    return [snapshot_row(r, r.snapshot_id in present[r.repository]) for r in rows]
 
 
 def resolve_snapshot(ctx: Context, ref: str, *, node: str | None = None) -> Snapshot:

@@ -21,7 +21,7 @@ from drctl.actions.context import Context
 from drctl.actions.drill_history import list_drills, show_drill
 from drctl.actions.replicate_status import replication_status
 from drctl.actions.run_history import latest_runs, run_json, unacknowledged_vanished
-from drctl.actions.snapshots import _row, resolve_snapshot
+from drctl.actions.snapshots import resolve_snapshot, snapshot_row
 from drctl.catalog.queries import newest_good_snapshots
 from drctl.config import format_duration
 from drctl.errors import DrctlError, SnapshotNotFound
@@ -207,7 +207,7 @@ def _primary(ctx, st: SiteStatus, name: str, backup, image: datetime | None, ext
 def _newest_snapshot(ctx, name: str) -> dict | None:
     """The newest snapshot of ``name`` that was not forgotten (by time, then id), or None."""
     try:
-        return _row(resolve_snapshot(ctx, "latest", node=name)).to_json()
+        return snapshot_row(resolve_snapshot(ctx, "latest", node=name)).to_json()
     except SnapshotNotFound:
         return None
 
